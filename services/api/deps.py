@@ -1,0 +1,37 @@
+"""Typed dependencies for route handlers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from shared.broker import Broker
+from shared.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_broker(request: Request) -> Broker:
+    broker: Broker = request.app.state.broker
+    return broker
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+BrokerDep = Annotated[Broker, Depends(get_broker)]
+
+
+class Page:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=500, description="Items per page (max 500)")] = 50,
+        offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip")] = 0,
+    ) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+PageDep = Annotated[Page, Depends()]

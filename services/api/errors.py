@@ -1,0 +1,79 @@
+"""Renders every error as `{"error": "<Type>", "detail": "..."}` with the right status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import DroneCastError
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_HTTP_ERROR_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    429: "RateLimited",
+}
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(parts)
+
+
+def _safe_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
+        for error in errors[:20]
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DroneCastError)
+    async def dronecast_error(_: Request, exc: DroneCastError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(error.get("type") == "json_invalid" for error in errors):
+            return JSONResponse(
+                {"error": "BadRequest", "detail": "request body is not valid JSON"},
+                status_code=400,
+            )
+        return JSONResponse(
+            {
+                "error": "ValidationError",
+                "detail": _describe(errors),
+                "errors": _safe_errors(errors),
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
+        return JSONResponse(
+            {"error": name, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse(
+            {"error": "InternalError", "detail": "an unexpected error occurred"}, status_code=500
+        )

@@ -1,0 +1,86 @@
+"""The api service: REST, device WebSockets, probes. `create_app()` builds it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from services.api.drones.endpoints import router as drones_router
+from services.api.errors import install_error_handlers
+from services.api.metrics import HttpMetricsMiddleware
+from shared.logging import get_logger
+from shared.models import DOCUMENT_MODELS
+from shared.outbox import OutboxRelay
+from shared.probes import probe_router
+from shared.runtime import Runtime
+from shared.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+DESCRIPTION = """
+DroneCast's REST API. Drones (seed 001/002), with every change published as an event on Redis
+(`drone:{serial}:{kind}`) and relayed live by the Socket.IO gateway at `/ws/events`.
+
+Errors are always `{"error": "<Type>", "detail": "..."}`.
+"""
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    components: Sequence[Component] | None = None,
+) -> FastAPI:
+    """Build the api. `components` start (in order) before it serves and stop after; by default
+    that is just its own Runtime. `dronecast dev` passes the shared runtime, gateway and worker."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+    rt = runtime or Runtime.create(settings)
+    parts: Sequence[Component] = [rt] if components is None else components
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for part in parts:
+            await part.start()
+        relay = OutboxRelay(rt.broker, list(DOCUMENT_MODELS))
+        relay.start()
+        for warning in rt.warnings:
+            log.warning("startup_warning", detail=warning)
+        log.info("api_started", embedded_store=settings.embedded_store, auth=settings.auth_enabled)
+        try:
+            yield
+        finally:
+            rt.draining = True
+            await relay.stop()
+            for part in reversed(parts):
+                await part.stop()
+            log.info("api_stopped")
+
+    app = FastAPI(
+        title="DroneCast API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = rt
+    app.state.broker = rt.broker
+    install_error_handlers(app)
+    app.include_router(probe_router(rt, "api"))
+    app.include_router(drones_router)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    app.add_middleware(HttpMetricsMiddleware, router_app=app.router)
+    return app

@@ -1,0 +1,199 @@
+"""Socket.IO handlers at `/ws/events` (seed 001): connect, subscribe, unsubscribe.
+
+`subscribe` may carry `lastEventId` (replay what was missed, from any replica) and `snapshot`
+(the drone's current state first). While a client is caught up, its live events are held and
+merged after the catch-up, so nothing is lost or sent twice across the switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import socketio
+from pydantic import ValidationError
+
+from services.gateway import metrics
+from services.gateway.hub import Client, Hub
+from services.gateway.relay import Relay
+from services.gateway.schemas import SubscribeRequest
+from services.gateway.transport import FrameSink, event_frame, json_frame
+from shared.broker import Broker
+from shared.broker.base import id_after
+from shared.channels import parse_channel
+from shared.events import PublishedEvent, sio_event_for_kind
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+SOCKETIO_PATH = "ws/events"
+SLOW_CONSUMER_CODE = 3008  # Centrifugo's "slow" disconnect code
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+class Gateway:
+    def __init__(self, settings: Settings, broker: Broker) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins=settings.cors_origins if settings.cors_origins != ["*"] else "*",
+            max_http_buffer_size=64 * 1024,
+            ping_interval=20,
+            ping_timeout=20,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sink = FrameSink(self.sio, settings.client_queue_limit)
+        self.hub = Hub(self.sink, self._cut_off_slow_client)
+        self.relay = Relay(broker, self.hub)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.sio.on("connect", self.on_connect)
+        self.sio.on("disconnect", self.on_disconnect)
+        self.sio.on("subscribe", self.on_subscribe)
+        self.sio.on("unsubscribe", self.on_unsubscribe)
+
+    async def start(self) -> None:
+        await self.relay.start()
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- handlers ---------------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        client = self.hub.connect(sid, eio_sid)
+        self._locks[sid] = asyncio.Lock()
+        # Runs after python-socketio has queued its CONNECT packet, so `connected` follows it.
+        self._spawn(self._greet(client))
+
+    async def _greet(self, client: Client) -> None:
+        self.hub.send(client, json_frame("connected", {"clientId": client.sid}))
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._locks.pop(sid, None)
+        if self.hub.disconnect(sid) is not None:
+            await self.relay.release_unwanted()
+
+    async def on_subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
+        client = self.hub.clients.get(sid)
+        if client is None:
+            return {"ok": False, "error": "not connected"}
+        try:
+            request = SubscribeRequest.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            return await self._refuse(client, "InvalidSubscribe", _describe(exc))
+        serials = request.serials
+        if len(client.serials | serials) > self.settings.subscriptions_per_client:
+            limit = self.settings.subscriptions_per_client
+            return await self._refuse(
+                client, "TooManySubscriptions", f"at most {limit} drone subscriptions per client"
+            )
+        async with self._locks[sid]:
+            return await self._subscribe(client, request, serials)
+
+    async def on_unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
+        client = self.hub.clients.get(sid)
+        if client is None:
+            return {"ok": False, "error": "not connected"}
+        try:
+            request = SubscribeRequest.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            return await self._refuse(client, "InvalidUnsubscribe", _describe(exc))
+        self.hub.unsubscribe(client, request.all, request.serials)
+        await self.relay.release_unwanted()
+        return {"ok": True, **self._subscribed(client)}
+
+    # --- subscribe with catch-up ------------------------------------------------------------
+
+    async def _subscribe(
+        self, client: Client, request: SubscribeRequest, serials: set[str]
+    ) -> dict[str, Any]:
+        client.held = []
+        replayed_to = ""
+        floors: dict[str, str] = {}
+        ack: dict[str, Any] = {"ok": True}
+        try:
+            self.hub.subscribe(client, request.all, serials)
+            await self.relay.watch(request.all, serials)
+            if request.snapshot and serials:
+                ack["snapshots"] = {}
+                for serial in sorted(serials):
+                    snapshot = await self.broker.snapshot(serial)
+                    payload = {
+                        "serial": serial,
+                        "eventId": snapshot.event_id if snapshot else None,
+                        "state": snapshot.state if snapshot else None,
+                    }
+                    self.hub.send(client, json_frame("drone:snapshot", payload))
+                    ack["snapshots"][serial] = payload
+                    if snapshot is not None:
+                        floors[serial] = snapshot.event_id
+            if request.lastEventId:
+                scope = None if request.all else frozenset(serials)
+                history = await self.broker.history(request.lastEventId, scope)
+                ack["recovered"] = history.recovered
+                metrics.REPLAYS.labels("recovered" if history.recovered else "gap").inc()
+                if history.recovered:
+                    replayed_to = request.lastEventId
+                    for event in history.events:
+                        self._send_event(client, event)
+                        replayed_to = event.id
+                    ack["replayed"] = len(history.events)
+                    metrics.REPLAYED_EVENTS.inc(len(history.events))
+        finally:
+            held, client.held = client.held or [], None
+            in_scope = (lambda serial: True) if request.all else serials.__contains__
+            for event, pkt in held:
+                if event.serial is not None and in_scope(event.serial) and event.id:
+                    if not id_after(event.id, replayed_to):
+                        continue  # already sent by the replay
+                    floor = floors.get(event.serial, "")
+                    if not id_after(event.id, floor):
+                        continue  # already part of the snapshot
+                self.hub.send(client, pkt)
+        ack.update(self._subscribed(client))
+        return ack
+
+    def _send_event(self, client: Client, event: PublishedEvent) -> None:
+        _, kind = parse_channel(event.channel)
+        self.hub.send(client, event_frame(sio_event_for_kind(kind), event.envelope))
+
+    @staticmethod
+    def _subscribed(client: Client) -> dict[str, Any]:
+        return {"all": client.all, "droneSerials": sorted(client.serials)}
+
+    async def _refuse(self, client: Client, error: str, detail: str) -> dict[str, Any]:
+        """Tell a client what was wrong: in the ack, and as an `error` event for clients
+        that emit without an ack callback (seed 001's snippets do)."""
+        self.hub.send(client, json_frame("error", {"error": error, "detail": detail}))
+        return {"ok": False, "error": error, "detail": detail}
+
+    # --- slow clients -----------------------------------------------------------------------
+
+    def _cut_off_slow_client(self, client: Client) -> None:
+        self._spawn(self._disconnect_slow(client))
+
+    async def _disconnect_slow(self, client: Client) -> None:
+        dropped = self.sink.discard_queued(client.eio_sid)
+        log.warning("slow_client_disconnected", sid=client.sid, dropped_frames=dropped)
+        reason = {
+            "error": "SlowConsumer",
+            "code": SLOW_CONSUMER_CODE,
+            "detail": "too many undelivered events; reconnect and subscribe with lastEventId",
+        }
+        self.sink.send(client.eio_sid, json_frame("error", reason))
+        await self.sio.disconnect(client.sid)

@@ -1,0 +1,1 @@
+"""DroneCast's shared package: settings, models, events, channels, broker, auth, errors."""

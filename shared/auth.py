@@ -1,0 +1,94 @@
+"""Bearer JWTs (HS256 with SECRET_KEY): issue, verify, and the principal they describe.
+
+Claims: `sub`, `role`, `drones` (serials, or "*"), `exp`, `iat`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jwt
+
+from shared.errors import Unauthorized
+from shared.settings import Settings
+
+ALGORITHM = "HS256"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+    APPLICATION = "application"
+    DRONE = "drone"
+    DETECTOR = "detector"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    sub: str
+    role: Role
+    drones: frozenset[str] | None  # None: every drone ("*")
+
+    def may_see(self, serial: str) -> bool:
+        return self.drones is None or serial in self.drones
+
+
+# Who everyone is when AUTH_ENABLED=false (the embedded default says so loudly).
+ANONYMOUS_ADMIN = Principal(sub="anonymous", role=Role.ADMIN, drones=None)
+
+
+def issue_token(
+    settings: Settings,
+    role: Role,
+    sub: str,
+    drones: list[str] | None,
+    ttl_seconds: int = 3600,
+) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "role": role.value,
+        "drones": "*" if drones is None else sorted(set(drones)),
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.secret_key,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub", "role"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from exc
+    try:
+        role = Role(claims["role"])
+    except ValueError as exc:
+        raise Unauthorized(f"unknown role '{claims['role']}'") from exc
+    drones = claims.get("drones", [])
+    if drones == "*":
+        scope = None
+    elif isinstance(drones, list) and all(isinstance(serial, str) for serial in drones):
+        scope = frozenset(drones)
+    else:
+        raise Unauthorized("claim 'drones' must be a list of serials or '*'")
+    return Principal(sub=str(claims["sub"]), role=role, drones=scope)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,27 @@
+"""`create_broker(settings)`: Redis when REDIS_URL is set, the in-process broker otherwise."""
+
+from __future__ import annotations
+
+from shared.broker.base import Broker, History, Snapshot, Subscription
+from shared.broker.memory import MemoryBroker
+from shared.broker.redis import BrokerUnavailable, RedisBroker
+from shared.settings import Settings
+
+__all__ = [
+    "Broker",
+    "BrokerUnavailable",
+    "History",
+    "MemoryBroker",
+    "RedisBroker",
+    "Snapshot",
+    "Subscription",
+    "create_broker",
+]
+
+
+def create_broker(settings: Settings) -> Broker:
+    if settings.embedded_broker:
+        return MemoryBroker(settings.retention_seconds, settings.retention_max_events)
+    return RedisBroker(
+        settings.redis_url, settings.retention_seconds, settings.retention_max_events
+    )

@@ -1,0 +1,279 @@
+"""Redis broker: pub/sub on seed 001's channels plus a retention stream for replay.
+
+Publishing runs `publish.lua`, so the stream id, the snapshot and the PUBLISH happen as one step
+and the stream order is the delivery order. A subscription owns one pub/sub connection, keeps
+the set of patterns its owner wants, and after any loss of that connection reconnects with
+capped backoff, resubscribes, and calls `on_resume` so the owner can fill the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from shared import metrics
+from shared.broker.base import (
+    History,
+    MessageHandler,
+    ResumeHandler,
+    Snapshot,
+    published_from_wire,
+)
+from shared.channels import EVENT_STREAM, published_key, snapshot_key
+from shared.events import PendingEvent, PublishedEvent, envelope_bytes, parse_event_id
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_PUBLISH_LUA = resources.files("shared.broker").joinpath("publish.lua").read_text()
+_CONTROL_CHANNEL = "dronecast:subscriber"
+_HISTORY_BATCH = 1000
+_BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
+_CONFIRM_TIMEOUT = 5.0
+
+
+class BrokerUnavailable(RuntimeError):
+    """Redis could not be reached; the caller keeps the event (outbox) and retries later."""
+
+
+def connect(url: str) -> aioredis.Redis:
+    return aioredis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=10,
+        retry_on_timeout=True,
+    )
+
+
+class RedisSubscription:
+    def __init__(
+        self, client: aioredis.Redis, on_message: MessageHandler, on_resume: ResumeHandler | None
+    ) -> None:
+        self._client = client
+        self._on_message = on_message
+        self._on_resume = on_resume
+        self._patterns: set[str] = set()
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._pubsub: Any = None
+        self._connected = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="redis-subscription")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def add(self, pattern: str) -> None:
+        if pattern in self._patterns:
+            return
+        self._patterns.add(pattern)
+        await self._connected.wait()
+        await self._psubscribe_confirmed([pattern])
+
+    async def remove(self, pattern: str) -> None:
+        if pattern not in self._patterns:
+            return
+        self._patterns.discard(pattern)
+        if self._pubsub is not None and self.connected:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.punsubscribe(pattern)
+
+    async def _psubscribe_confirmed(self, patterns: list[str]) -> None:
+        """PSUBSCRIBE and wait until Redis confirms, so that nothing published later is missed."""
+        loop = asyncio.get_running_loop()
+        waiting = []
+        for pattern in patterns:
+            future = self._confirmations.get(pattern)
+            if future is None or future.done():
+                future = loop.create_future()
+                self._confirmations[pattern] = future
+            waiting.append(future)
+        try:
+            await self._pubsub.psubscribe(*patterns)
+            await asyncio.wait_for(asyncio.gather(*waiting), _CONFIRM_TIMEOUT)
+        finally:
+            for pattern in patterns:
+                self._confirmations.pop(pattern, None)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+
+    async def _run(self) -> None:
+        backoff = _BACKOFF_START
+        first = True
+        while True:
+            try:
+                await self._connect_and_listen(resumed=not first)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self._connected.is_set():
+                    metrics.REDIS_OUTAGES.inc()
+                    log.warning("redis_subscription_lost", error=str(exc), retry_in=backoff)
+                self._connected.clear()
+                for future in self._confirmations.values():
+                    if not future.done():
+                        future.set_exception(BrokerUnavailable(str(exc)))
+                first = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            backoff = _BACKOFF_START
+
+    async def _connect_and_listen(self, resumed: bool) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        self._pubsub = self._client.pubsub()
+        await self._pubsub.subscribe(_CONTROL_CHANNEL)
+        reader = asyncio.create_task(self._read_forever())
+        try:
+            if self._patterns:
+                await self._psubscribe_confirmed(sorted(self._patterns))
+            self._connected.set()
+            if resumed:
+                metrics.REDIS_RECONNECTS.inc()
+                log.info("redis_subscription_restored", patterns=len(self._patterns))
+                if self._on_resume is not None:
+                    await self._on_resume()
+            await reader
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _read_forever(self) -> None:
+        pubsub = self._pubsub
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "pmessage":
+                channel = message["channel"]
+                self._on_message(
+                    published_from_wire(
+                        channel.decode() if isinstance(channel, bytes) else channel,
+                        message["data"],
+                    )
+                )
+            elif kind == "psubscribe":
+                pattern = message["channel"]
+                pattern = pattern.decode() if isinstance(pattern, bytes) else pattern
+                future = self._confirmations.get(pattern)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+
+class RedisBroker:
+    def __init__(self, url: str, retention_seconds: int = 600, max_events: int = 100_000) -> None:
+        self._url = url
+        self._retention_ms = retention_seconds * 1000
+        self._max_events = max_events
+        self._client: aioredis.Redis | None = None
+        self._script: Any = None
+        self._subscriptions: list[RedisSubscription] = []
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisBroker.start() was not called")
+        return self._client
+
+    async def start(self) -> None:
+        self._client = connect(self._url)
+        self._script = self._client.register_script(_PUBLISH_LUA)
+
+    async def close(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.close()
+        self._subscriptions.clear()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def publish(self, event: PendingEvent) -> PublishedEvent:
+        snapshot_mode, snapshot_json = "", b""
+        if event.serial is not None and event.deletes_snapshot:
+            snapshot_mode = "del"
+        elif event.serial is not None and event.snapshot is not None:
+            snapshot_mode, snapshot_json = "set", orjson.dumps(event.snapshot)
+        try:
+            event_id, envelope = await self._script(
+                keys=[EVENT_STREAM, published_key(event.uid), snapshot_key(event.serial or "-")],
+                args=[
+                    event.channel,
+                    event.serial or "",
+                    event.body_without_id(),
+                    self._max_events,
+                    self._retention_ms,
+                    snapshot_mode,
+                    snapshot_json,
+                ],
+            )
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return PublishedEvent(
+            id=event_id.decode(), channel=event.channel, serial=event.serial, envelope=envelope
+        )
+
+    async def history(self, after_id: str, serials: frozenset[str] | None) -> History:
+        parse_event_id(after_id)
+        events: list[PublishedEvent] = []
+        cursor = after_id
+        first_batch = True
+        while True:
+            entries: Any = await self.client.xrange(
+                EVENT_STREAM, f"({cursor}", "+", count=_HISTORY_BATCH
+            )
+            if first_batch:
+                # The gap is recoverable only if the client's last event is still retained:
+                # the stream is trimmed from its head, so then everything after it is there too.
+                if not await self.client.xrange(EVENT_STREAM, after_id, after_id, count=1):
+                    return History(recovered=False)
+                first_batch = False
+            for raw_id, fields in entries:
+                event_id = raw_id.decode()
+                cursor = event_id
+                serial = fields[b"s"].decode() or None
+                if serials is not None and serial not in serials:
+                    continue
+                events.append(
+                    published_from_wire(
+                        fields[b"c"].decode(), envelope_bytes(event_id, fields[b"b"])
+                    )
+                )
+            if len(entries) < _HISTORY_BATCH:
+                return History(recovered=True, events=events)
+
+    async def snapshot(self, serial: str) -> Snapshot | None:
+        raw: Any = await self.client.get(snapshot_key(serial))
+        return Snapshot.from_json(raw) if raw else None
+
+    async def latest_id(self) -> str:
+        entries: Any = await self.client.xrevrange(EVENT_STREAM, "+", "-", count=1)
+        return entries[0][0].decode() if entries else ""
+
+    def subscription(
+        self, on_message: MessageHandler, on_resume: ResumeHandler | None = None
+    ) -> RedisSubscription:
+        subscription = RedisSubscription(self.client, on_message, on_resume)
+        self._subscriptions.append(subscription)
+        return subscription

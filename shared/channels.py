@@ -1,0 +1,66 @@
+"""Every Redis channel, stream key and Socket.IO room name is built here and nowhere else.
+
+Channel layout is seed 001's public contract: `drone:{serial}:{kind}` for one drone's events,
+`drone:all:{kind}` for fleet-wide ones, `system:broadcast` for system messages.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+DRONE_PREFIX = "drone:"
+SYSTEM_BROADCAST = "system:broadcast"
+ALL = "all"  # reserved: never a drone serial, so `drone:all:*` cannot collide with a drone
+
+# Redis keys owned by the broker.
+EVENT_STREAM = "dronecast:events"
+SNAPSHOT_PREFIX = "dronecast:snapshot:"
+PUBLISHED_PREFIX = "dronecast:published:"
+
+
+class ChannelKind(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    STREAM = "stream"
+    AI = "ai"
+    CONFIG = "config"
+    INCIDENT = "incident"
+    TASK = "task"
+    PRESENCE = "presence"
+    TELEMETRY = "telemetry"
+
+
+def drone_channel(serial: str, kind: ChannelKind) -> str:
+    return f"{DRONE_PREFIX}{serial}:{kind.value}"
+
+
+def fleet_channel(kind: ChannelKind) -> str:
+    return f"{DRONE_PREFIX}{ALL}:{kind.value}"
+
+
+def drone_pattern(serial: str) -> str:
+    """Redis pattern for everything about one drone (what a detector subscribes to)."""
+    return f"{DRONE_PREFIX}{serial}:*"
+
+
+ALL_DRONES_PATTERN = f"{DRONE_PREFIX}*"
+
+
+def parse_channel(channel: str) -> tuple[str | None, str]:
+    """Split a channel into (serial, kind). `system:broadcast` gives (None, "broadcast")."""
+    if channel.startswith(DRONE_PREFIX):
+        rest = channel[len(DRONE_PREFIX) :]
+        serial, _, kind = rest.rpartition(":")
+        if serial and serial != ALL:
+            return serial, kind
+        return None, kind
+    return None, channel.rpartition(":")[2]
+
+
+def snapshot_key(serial: str) -> str:
+    return f"{SNAPSHOT_PREFIX}{serial}"
+
+
+def published_key(event_uid: str) -> str:
+    return f"{PUBLISHED_PREFIX}{event_uid}"

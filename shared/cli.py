@@ -1,0 +1,138 @@
+"""`dronecast`: run the product or one of its services, or issue a token."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+ROLES = ("admin", "operator", "viewer", "application", "drone", "detector")
+SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
+
+SETTINGS_HELP = """
+settings (environment or .env): MONGODB_URI, DATABASE_NAME, REDIS_URL, HOST, PORT,
+SECRET_KEY, AUTH_ENABLED, ENVIRONMENT, RETENTION_SECONDS, RETENTION_MAX_EVENTS,
+CLIENT_QUEUE_LIMIT, SUBSCRIPTIONS_PER_CLIENT, DRAIN_SECONDS, CORS_ORIGINS, LOG_LEVEL, LOG_JSON
+"""
+
+DESCRIPTIONS = {
+    "dev": "The whole product in one process on http://127.0.0.1:8000: REST, /docs, device "
+    "WebSockets and Socket.IO at /ws/events. Embedded store and broker unless MONGODB_URI / "
+    "REDIS_URL are set. Auth is off (say --auth to turn it on).",
+    "api": "The REST + device WebSocket service (default port 8000). Needs MONGODB_URI and "
+    "REDIS_URL.",
+    "gateway": "The Socket.IO gateway at /ws/events (default port 8001). Needs REDIS_URL.",
+    "worker": "The worker: task routing, timeouts, outbox relay; serves probes and metrics "
+    "(default port 8002). Needs MONGODB_URI and REDIS_URL.",
+    "token": "Print a signed bearer token (HS256 with SECRET_KEY).",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dronecast",
+        description="DroneCast: the real-time event backbone for drone fleets.",
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("dev", "api", "gateway", "worker"):
+        sub = commands.add_parser(
+            name,
+            help=DESCRIPTIONS[name],
+            description=DESCRIPTIONS[name],
+            epilog=SETTINGS_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--host", help="listen address (HOST; default 127.0.0.1 for dev)")
+        sub.add_argument(
+            "--port", type=int, help=f"listen port (PORT; default {SERVICE_PORTS[name]})"
+        )
+        if name == "dev":
+            sub.add_argument("--auth", action="store_true", help="require tokens (AUTH_ENABLED)")
+    token = commands.add_parser(
+        "token", help=DESCRIPTIONS["token"], description=DESCRIPTIONS["token"]
+    )
+    token.add_argument("--role", required=True, choices=ROLES)
+    token.add_argument("--drones", default="", help="comma-separated serials, or * for all")
+    token.add_argument("--sub", default=None, help="subject (default: the role)")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    return parser
+
+
+
+def _serve(command: str, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from shared.logging import configure_logging
+    from shared.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if command == "dev":
+        overrides = {"environment": "dev", "auth_enabled": bool(args.auth)}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings.log_level, settings.log_json)
+    host = args.host or (settings.host if command != "dev" else "127.0.0.1")
+    port = args.port or settings.port or SERVICE_PORTS[command]
+    if command == "dev":
+        from services.dev import create_dev_app
+
+        app: object = create_dev_app(settings)
+        print(
+            f"DroneCast dev on http://{host}:{port}  (docs: /docs, Socket.IO: /ws/events)\n"
+            + (
+                "  AUTH IS OFF: every request is trusted. Use --auth to require tokens.\n"
+                if not settings.auth_enabled
+                else ""
+            ),
+            file=sys.stderr,
+        )
+    elif command == "api":
+        from services.api.main import create_app
+
+        app = create_app(settings)
+    elif command == "gateway":
+        from services.gateway.main import create_gateway_app
+
+        app = create_gateway_app(settings)
+    else:
+        from services.worker.main import create_worker_app
+
+        app = create_worker_app(settings)
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.drain_seconds) or None,
+        ws_max_size=1024 * 1024,
+    )
+
+
+def _token(args: argparse.Namespace) -> None:
+    from shared.auth import Role, issue_token
+    from shared.settings import Settings
+
+    settings = Settings()
+    drones = None if args.drones.strip() == "*" else [s for s in args.drones.split(",") if s]
+    role = Role(args.role)
+    print(issue_token(settings, role, args.sub or role.value, drones, args.ttl))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "token":
+            _token(args)
+        else:
+            _serve(args.command, args)
+    except ValidationError as exc:
+        print(f"dronecast: invalid settings:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main()
