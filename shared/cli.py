@@ -62,7 +62,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def _serve(command: str, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -109,6 +108,9 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
         ws_max_size=1024 * 1024,
+        # Compression is per connection: it would redo, for every recipient, the frame the
+        # gateway encodes once per event. socket.io's Node server ships with it off too.
+        ws_per_message_deflate=False,
     )
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from importlib import resources
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from shared import metrics
@@ -36,6 +39,8 @@ _CONTROL_CHANNEL = "dronecast:subscriber"
 _HISTORY_BATCH = 1000
 _BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
 _CONFIRM_TIMEOUT = 5.0
+_HEARTBEAT_INTERVAL = 5.0
+_HEARTBEAT_TIMEOUT = 15.0
 
 
 class BrokerUnavailable(RuntimeError):
@@ -43,12 +48,23 @@ class BrokerUnavailable(RuntimeError):
 
 
 def connect(url: str) -> aioredis.Redis:
+    return aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def connect_for_pubsub(url: str) -> aioredis.Redis:
+    """A client whose pub/sub connection never reconnects behind our back.
+
+    redis-py's retries would resubscribe silently after a loss, and whatever was published in
+    between would vanish unnoticed (python-socketio #1581). With no retries every loss reaches
+    `RedisSubscription._run`, which reconnects and then fills the gap from retention. There is
+    no read timeout (a quiet channel is normal); `_heartbeat` catches a half-open connection.
+    """
     return aioredis.from_url(
         url,
         socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=10,
-        retry_on_timeout=True,
+        socket_timeout=None,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
@@ -62,6 +78,7 @@ class RedisSubscription:
         self._patterns: set[str] = set()
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._pubsub: Any = None
+        self._last_heard = time.monotonic()
         self._connected = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="redis-subscription")
 
@@ -137,7 +154,9 @@ class RedisSubscription:
                 await self._pubsub.aclose()
         self._pubsub = self._client.pubsub()
         await self._pubsub.subscribe(_CONTROL_CHANNEL)
+        self._last_heard = time.monotonic()
         reader = asyncio.create_task(self._read_forever())
+        heartbeat = asyncio.create_task(self._heartbeat(reader))
         try:
             if self._patterns:
                 await self._psubscribe_confirmed(sorted(self._patterns))
@@ -149,9 +168,22 @@ class RedisSubscription:
                     await self._on_resume()
             await reader
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            for task in (heartbeat, reader):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _heartbeat(self, reader: asyncio.Task[None]) -> None:
+        """PING through the pub/sub connection; silence past the timeout means it is dead."""
+        while not reader.done():
+            await asyncio.sleep(_HEARTBEAT_INTERVAL)
+            if time.monotonic() - self._last_heard > _HEARTBEAT_TIMEOUT:
+                log.warning("redis_subscription_silent", seconds=_HEARTBEAT_TIMEOUT)
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()  # the reader fails and _run reconnects
+                return
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.ping()
 
     async def _read_forever(self) -> None:
         pubsub = self._pubsub
@@ -159,6 +191,7 @@ class RedisSubscription:
             message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
             if message is None:
                 continue
+            self._last_heard = time.monotonic()
             kind = message["type"]
             if kind == "pmessage":
                 channel = message["channel"]
@@ -174,6 +207,9 @@ class RedisSubscription:
                 future = self._confirmations.get(pattern)
                 if future is not None and not future.done():
                     future.set_result(None)
+                elif self.connected:
+                    # Resubscribed without us asking: the connection was replaced underneath.
+                    raise ConnectionError("pub/sub connection was re-established implicitly")
 
 
 class RedisBroker:
@@ -182,6 +218,7 @@ class RedisBroker:
         self._retention_ms = retention_seconds * 1000
         self._max_events = max_events
         self._client: aioredis.Redis | None = None
+        self._pubsub_client: aioredis.Redis | None = None
         self._script: Any = None
         self._subscriptions: list[RedisSubscription] = []
 
@@ -193,15 +230,17 @@ class RedisBroker:
 
     async def start(self) -> None:
         self._client = connect(self._url)
+        self._pubsub_client = connect_for_pubsub(self._url)
         self._script = self._client.register_script(_PUBLISH_LUA)
 
     async def close(self) -> None:
         for subscription in self._subscriptions:
             await subscription.close()
         self._subscriptions.clear()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._pubsub_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._pubsub_client = None
 
     async def ping(self) -> bool:
         try:
@@ -274,6 +313,8 @@ class RedisBroker:
     def subscription(
         self, on_message: MessageHandler, on_resume: ResumeHandler | None = None
     ) -> RedisSubscription:
-        subscription = RedisSubscription(self.client, on_message, on_resume)
+        if self._pubsub_client is None:
+            raise RuntimeError("RedisBroker.start() was not called")
+        subscription = RedisSubscription(self._pubsub_client, on_message, on_resume)
         self._subscriptions.append(subscription)
         return subscription

@@ -1,0 +1,34 @@
+# The README's two commands: `make dev` (run the product) and `make test` (run the tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: dev test lint setup setup-dev test-deps bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+setup-dev: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+# What the tests need besides Python: redis-server (they start their own) and Node for the
+# official socket.io-client. Installed from Debian's packages when missing.
+test-deps:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v node >/dev/null && command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	cd tests/e2e/js && npm ci --no-audit --no-fund --silent
+
+dev: setup
+	$(BIN)/dronecast dev
+
+test: setup-dev test-deps
+	$(BIN)/python -m pytest -q
+
+lint: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy

@@ -1,0 +1,72 @@
+"""Session fixtures: a real redis-server, settings, apps on the embedded store or a real MongoDB.
+
+Set MONGODB_URI to run every test against a real MongoDB (each test gets its own database).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.settings import Settings
+from tests.fixtures.redis_server import RedisServer
+
+REAL_MONGODB_URI = os.environ.get("MONGODB_URI", "")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "auth_enabled": False,
+        "mongodb_uri": REAL_MONGODB_URI,
+        "database_name": f"dronecast_test_{uuid.uuid4().hex[:12]}",
+        "redis_url": "",
+        "log_json": False,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The api on the embedded store and broker (or MONGODB_URI), driven in-process."""
+    from services.api.main import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+        await drop_database(app.state.runtime)
+
+
+async def drop_database(runtime: Any) -> None:
+    if REAL_MONGODB_URI and runtime.database is not None:
+        await runtime.database.client.drop_database(runtime.database.name)
