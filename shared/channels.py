@@ -58,6 +58,15 @@ def parse_channel(channel: str) -> tuple[str | None, str]:
     return None, channel.rpartition(":")[2]
 
 
+# Nudges to the process holding a device's socket (see Broker.notify): no ids, no retention.
+DEVICE_NUDGE_PREFIX = "dronecast:nudge:"
+
+
+def device_nudge_channel(kind: str, device_id: str) -> str:
+    """`kind` is "drone" or "application"."""
+    return f"{DEVICE_NUDGE_PREFIX}{kind}:{device_id}"
+
+
 def snapshot_key(serial: str) -> str:
     return f"{SNAPSHOT_PREFIX}{serial}"
 

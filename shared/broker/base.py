@@ -83,6 +83,11 @@ class Broker(Protocol):
 
     async def publish(self, event: PendingEvent) -> PublishedEvent: ...
 
+    async def notify(self, channel: str, payload: bytes) -> None:
+        """Plain pub/sub with no id, no retention and no promise: a nudge to whichever process
+        holds something (a device socket) to go and look at the database, which is the truth."""
+        ...
+
     async def history(self, after_id: str, serials: frozenset[str] | None) -> History:
         """Events after `after_id` for these serials (None: every event), oldest first."""
         ...

@@ -96,6 +96,11 @@ class MemoryBroker:
             subscription.deliver(published)
         return published
 
+    async def notify(self, channel: str, payload: bytes) -> None:
+        message = published_from_wire(channel, payload)
+        for subscription in tuple(self._subscriptions):
+            subscription.deliver(message)
+
     def _trim(self) -> None:
         oldest_ms = int(time.time() * 1000) - self._retention_ms
         while self._log and (

@@ -273,6 +273,12 @@ class RedisBroker:
             id=event_id.decode(), channel=event.channel, serial=event.serial, envelope=envelope
         )
 
+    async def notify(self, channel: str, payload: bytes) -> None:
+        try:
+            await self.client.publish(channel, payload)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
     async def history(self, after_id: str, serials: frozenset[str] | None) -> History:
         parse_event_id(after_id)
         events: list[PublishedEvent] = []

@@ -172,3 +172,18 @@ async def test_subscription_comes_back_after_client_kill_and_calls_resume(
         await asyncio.sleep(0.02)
     assert [orjson.loads(e.envelope)["data"]["n"] for e in received] == [1]
     await broker.close()
+
+
+async def test_notify_reaches_subscribers_without_an_id_or_retention(broker: Broker) -> None:
+    received: list[PublishedEvent] = []
+    subscription = broker.subscription(received.append)
+    await subscription.add("dronecast:nudge:drone:*")
+    await broker.notify("dronecast:nudge:drone:D1", b'{"look":"commands"}')
+    for _ in range(50):
+        if received:
+            break
+        await asyncio.sleep(0.02)
+    assert [(e.channel, e.envelope, e.id) for e in received] == [
+        ("dronecast:nudge:drone:D1", b'{"look":"commands"}', "")
+    ]
+    assert await broker.latest_id() == ""
