@@ -16,6 +16,7 @@ ALL = "all"  # reserved: never a drone serial, so `drone:all:*` cannot collide w
 EVENT_STREAM = "dronecast:events"
 SNAPSHOT_PREFIX = "dronecast:snapshot:"
 PUBLISHED_PREFIX = "dronecast:published:"
+EPOCH_KEY = "dronecast:epoch"
 
 
 class ChannelKind(StrEnum):

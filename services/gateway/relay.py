@@ -10,28 +10,35 @@ connection is lost and restored, the relay fills the gap from retention.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from services.gateway import metrics
 from services.gateway.hub import Hub
 from shared.broker import Broker, Subscription
-from shared.broker.base import id_after
+from shared.broker.base import FROM_START, id_after
 from shared.channels import ALL_DRONES_PATTERN, SYSTEM_BROADCAST, drone_pattern
 from shared.events import PublishedEvent
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
+LostHandler = Callable[[], None]
+
 
 class Relay:
-    def __init__(self, broker: Broker, hub: Hub) -> None:
+    def __init__(self, broker: Broker, hub: Hub, on_events_lost: LostHandler) -> None:
         self._broker = broker
         self._hub = hub
+        self._on_events_lost = on_events_lost
         self._subscription: Subscription | None = None
         self._last_id = ""
+        self._epoch = ""
         self._watched_serials: set[str] = set()
         self._watching_all = False
 
     async def start(self) -> None:
         self._last_id = await self._broker.latest_id()
+        self._epoch = await self._broker.epoch()
         self._subscription = self._broker.subscription(self.on_message, self._fill_gap)
         await self._subscription.add(SYSTEM_BROADCAST)
 
@@ -69,17 +76,25 @@ class Relay:
                 await self._subscription.remove(drone_pattern(serial))
 
     async def _fill_gap(self) -> None:
-        if not self._last_id:
-            self._last_id = await self._broker.latest_id()
-            return
+        """After the bus connection came back: relay what was published while it was down."""
         serials = None if self._watching_all else frozenset(self._watched_serials)
-        history = await self._broker.history(self._last_id, serials)
-        if not history.recovered:
+        epoch = await self._broker.epoch()
+        restarted = bool(self._epoch) and epoch != self._epoch
+        if restarted or not self._last_id:
+            # Redis lost its data (or we had seen nothing yet): the stream began afresh, so all of
+            # it is new to us. Whatever was in flight in the old Redis is gone for good.
+            history = await self._broker.history(FROM_START, serials)
+        else:
+            history = await self._broker.history(self._last_id, serials)
+        self._epoch = epoch
+        if restarted or not history.recovered:
             metrics.GAP_FILLS.labels("lost").inc()
-            log.error("bus_gap_unrecoverable", after=self._last_id)
-            self._last_id = await self._broker.latest_id()
-            return
+            log.error("bus_gap_unrecoverable", after=self._last_id, redis_restarted=restarted)
+            self._on_events_lost()
+        else:
+            metrics.GAP_FILLS.labels("recovered").inc()
+        if restarted:
+            self._last_id = ""  # ids of the new epoch may be lower than the old ones
         for event in history.events:
             self.on_message(event)
-        metrics.GAP_FILLS.labels("recovered").inc()
-        log.info("bus_gap_filled", events=len(history.events))
+        log.info("bus_gap_filled", events=len(history.events), after=self._last_id)

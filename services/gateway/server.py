@@ -52,7 +52,7 @@ class Gateway:
         )
         self.sink = FrameSink(self.sio, settings.client_queue_limit)
         self.hub = Hub(self.sink, self._cut_off_slow_client)
-        self.relay = Relay(broker, self.hub)
+        self.relay = Relay(broker, self.hub, self._tell_everyone_events_were_lost)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self.on_connect)
@@ -181,6 +181,20 @@ class Gateway:
         that emit without an ack callback (seed 001's snippets do)."""
         self.hub.send(client, json_frame("error", {"error": error, "detail": detail}))
         return {"ok": False, "error": error, "detail": detail}
+
+    def _tell_everyone_events_were_lost(self) -> None:
+        """The bus lost events we cannot replay (Redis lost its data, or the outage outlasted
+        retention). Subscribers' state may be stale: say so, so they can reload it."""
+        notice = json_frame(
+            "error",
+            {
+                "error": "EventsLost",
+                "detail": "the event bus lost events that cannot be replayed; reload state",
+            },
+        )
+        for client in list(self.hub.clients.values()):
+            if client.all or client.serials:
+                self.hub.send(client, notice)
 
     # --- slow clients -----------------------------------------------------------------------
 

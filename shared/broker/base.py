@@ -16,6 +16,8 @@ from shared.channels import parse_channel
 from shared.events import PendingEvent, PublishedEvent, parse_event_id
 
 MessageHandler = Callable[[PublishedEvent], None]
+# `history(FROM_START, ...)`: everything retained, e.g. after Redis lost its data (new epoch).
+FROM_START = "0-0"
 ResumeHandler = Callable[[], Awaitable[None]]
 
 _ID_PREFIX = b'{"id":"'
@@ -93,6 +95,11 @@ class Broker(Protocol):
         ...
 
     async def snapshot(self, serial: str) -> Snapshot | None: ...
+
+    async def epoch(self) -> str:
+        """Changes when the bus loses its data (a Redis restart without persistence): then the
+        retention stream starts afresh and `history(FROM_START)` holds everything since."""
+        ...
 
     async def latest_id(self) -> str:
         """The id of the newest retained event ("" when there is none)."""

@@ -13,6 +13,7 @@ from collections import OrderedDict, deque
 import orjson
 
 from shared.broker.base import (
+    FROM_START,
     History,
     MessageHandler,
     ResumeHandler,
@@ -55,6 +56,7 @@ class MemoryBroker:
         self._subscriptions: set[MemorySubscription] = set()
         self._last_ms = 0
         self._seq = 0
+        self._epoch = ""
 
     async def start(self) -> None:
         return None
@@ -84,6 +86,7 @@ class MemoryBroker:
             event.channel, envelope_bytes(event_id, event.body_without_id())
         )
         self._log.append(published)
+        self._epoch = self._epoch or event_id
         self._published[event.uid] = event_id
         self._trim()
         if event.serial is not None:
@@ -113,6 +116,8 @@ class MemoryBroker:
     async def history(self, after_id: str, serials: frozenset[str] | None) -> History:
         after = parse_event_id(after_id)
         self._trim()
+        if after_id == FROM_START:
+            return History(recovered=True, events=[e for e in self._log if wants(serials, e)])
         if not self._log or parse_event_id(self._log[0].id) > after:
             return History(recovered=False)
         if not any(event.id == after_id for event in self._log):
@@ -126,6 +131,9 @@ class MemoryBroker:
 
     async def snapshot(self, serial: str) -> Snapshot | None:
         return self._snapshots.get(serial)
+
+    async def epoch(self) -> str:
+        return self._epoch
 
     async def latest_id(self) -> str:
         return self._log[-1].id if self._log else ""

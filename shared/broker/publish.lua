@@ -1,6 +1,7 @@
 -- Publish one event atomically: retain it, update the drone snapshot, publish the envelope.
 -- Running as one script makes the stream id order and the pub/sub order the same order.
--- KEYS[1] event stream, KEYS[2] published marker (idempotency), KEYS[3] snapshot key
+-- KEYS[1] event stream, KEYS[2] published marker (idempotency), KEYS[3] snapshot key,
+-- KEYS[4] epoch (the id of the first event this Redis has seen: it changes when Redis loses its data)
 -- ARGV[1] channel, ARGV[2] serial or "", ARGV[3] envelope JSON after its "id" member,
 -- ARGV[4] max retained events, ARGV[5] retention in ms, ARGV[6] "set" | "del" | "",
 -- ARGV[7] snapshot state JSON
@@ -10,6 +11,7 @@ if prior then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
   'c', ARGV[1], 's', ARGV[2], 'b', ARGV[3])
+redis.call('SET', KEYS[4], id, 'NX')
 local now = redis.call('TIME')
 local oldest_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[5])
 if oldest_ms > 0 then

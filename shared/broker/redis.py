@@ -22,13 +22,14 @@ from redis.exceptions import RedisError
 
 from shared import metrics
 from shared.broker.base import (
+    FROM_START,
     History,
     MessageHandler,
     ResumeHandler,
     Snapshot,
     published_from_wire,
 )
-from shared.channels import EVENT_STREAM, published_key, snapshot_key
+from shared.channels import EPOCH_KEY, EVENT_STREAM, published_key, snapshot_key
 from shared.events import PendingEvent, PublishedEvent, envelope_bytes, parse_event_id
 from shared.logging import get_logger
 
@@ -256,7 +257,12 @@ class RedisBroker:
             snapshot_mode, snapshot_json = "set", orjson.dumps(event.snapshot)
         try:
             event_id, envelope = await self._script(
-                keys=[EVENT_STREAM, published_key(event.uid), snapshot_key(event.serial or "-")],
+                keys=[
+                    EVENT_STREAM,
+                    published_key(event.uid),
+                    snapshot_key(event.serial or "-"),
+                    EPOCH_KEY,
+                ],
                 args=[
                     event.channel,
                     event.serial or "",
@@ -279,6 +285,10 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(str(exc)) from exc
 
+    async def epoch(self) -> str:
+        raw: Any = await self.client.get(EPOCH_KEY)
+        return raw.decode() if raw else ""
+
     async def history(self, after_id: str, serials: frozenset[str] | None) -> History:
         parse_event_id(after_id)
         events: list[PublishedEvent] = []
@@ -291,7 +301,9 @@ class RedisBroker:
             if first_batch:
                 # The gap is recoverable only if the client's last event is still retained:
                 # the stream is trimmed from its head, so then everything after it is there too.
-                if not await self.client.xrange(EVENT_STREAM, after_id, after_id, count=1):
+                if after_id != FROM_START and not await self.client.xrange(
+                    EVENT_STREAM, after_id, after_id, count=1
+                ):
                     return History(recovered=False)
                 first_batch = False
             for raw_id, fields in entries:
