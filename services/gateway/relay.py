@@ -79,13 +79,17 @@ class Relay:
         """After the bus connection came back: relay what was published while it was down."""
         serials = None if self._watching_all else frozenset(self._watched_serials)
         epoch = await self._broker.epoch()
-        restarted = bool(self._epoch) and epoch != self._epoch
-        if restarted or not self._last_id:
-            # Redis lost its data (or we had seen nothing yet): the stream began afresh, so all of
-            # it is new to us. Whatever was in flight in the old Redis is gone for good.
+        history = await self._broker.history(self._last_id, serials) if self._last_id else None
+        # Our last event is gone and this Redis's first event came after it (or the epoch
+        # changed): Redis lost its data and its stream began afresh, so all of it is new to us.
+        # Whatever was in flight in the old Redis is gone for good.
+        restarted = (
+            bool(epoch)
+            and (history is None or not history.recovered)
+            and ((bool(self._epoch) and epoch != self._epoch) or id_after(epoch, self._last_id))
+        )
+        if restarted or history is None:
             history = await self._broker.history(FROM_START, serials)
-        else:
-            history = await self._broker.history(self._last_id, serials)
         self._epoch = epoch
         if restarted or not history.recovered:
             metrics.GAP_FILLS.labels("lost").inc()

@@ -29,6 +29,7 @@ log = get_logger(__name__)
 
 SOCKETIO_PATH = "ws/events"
 SLOW_CONSUMER_CODE = 3008  # Centrifugo's "slow" disconnect code
+REPLAY_STALL_SECONDS = 10.0
 
 
 def _describe(error: ValidationError) -> str:
@@ -150,6 +151,8 @@ class Gateway:
                 if history.recovered:
                     replayed_to = request.lastEventId
                     for event in history.events:
+                        if not await self._paced(client):
+                            break
                         self._send_event(client, event)
                         replayed_to = event.id
                     ack["replayed"] = len(history.events)
@@ -167,6 +170,23 @@ class Gateway:
                 self.hub.send(client, pkt)
         ack.update(self._subscribed(client))
         return ack
+
+    async def _paced(self, client: Client) -> bool:
+        """Before each replayed frame: wait while the client's queue is over half full, so a
+        long replay goes at the client's reading speed instead of overflowing its bound.
+        False when the client stopped reading altogether (it is then cut off as slow)."""
+        socket = self.sio.eio.sockets.get(client.eio_sid)
+        limit = self.settings.client_queue_limit // 2
+        waited = 0.0
+        while socket is not None and socket.queue.qsize() >= limit:
+            if client.cut_off or socket.closed:
+                return False
+            if waited > REPLAY_STALL_SECONDS:
+                self.hub.send(client, json_frame("error", {"error": "SlowConsumer"}))
+                return False
+            await asyncio.sleep(0.005)
+            waited += 0.005
+        return not client.cut_off
 
     def _send_event(self, client: Client, event: PublishedEvent) -> None:
         _, kind = parse_channel(event.channel)

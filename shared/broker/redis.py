@@ -80,6 +80,9 @@ class RedisSubscription:
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._pubsub: Any = None
         self._last_heard = time.monotonic()
+        # After a reconnect, messages of the new connection wait here until `on_resume` has
+        # filled the gap, so the owner sees the gap's events before anything newer.
+        self._held: list[PublishedEvent] | None = None
         self._connected = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="redis-subscription")
 
@@ -154,6 +157,7 @@ class RedisSubscription:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         self._pubsub = self._client.pubsub()
+        self._held = [] if resumed else None
         await self._pubsub.subscribe(_CONTROL_CHANNEL)
         self._last_heard = time.monotonic()
         reader = asyncio.create_task(self._read_forever())
@@ -167,6 +171,9 @@ class RedisSubscription:
                 log.info("redis_subscription_restored", patterns=len(self._patterns))
                 if self._on_resume is not None:
                     await self._on_resume()
+                held, self._held = self._held or [], None
+                for event in held:
+                    self._on_message(event)
             await reader
         finally:
             for task in (heartbeat, reader):
@@ -196,12 +203,13 @@ class RedisSubscription:
             kind = message["type"]
             if kind == "pmessage":
                 channel = message["channel"]
-                self._on_message(
-                    published_from_wire(
-                        channel.decode() if isinstance(channel, bytes) else channel,
-                        message["data"],
-                    )
+                event = published_from_wire(
+                    channel.decode() if isinstance(channel, bytes) else channel, message["data"]
                 )
+                if self._held is not None:
+                    self._held.append(event)
+                else:
+                    self._on_message(event)
             elif kind == "psubscribe":
                 pattern = message["channel"]
                 pattern = pattern.decode() if isinstance(pattern, bytes) else pattern
