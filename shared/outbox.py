@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,10 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
+# Fault injection for tests: called after a write committed and before its events are
+# published, to play a process that dies at exactly that point. None in production.
+crash_point: Callable[[], None] | None = None
+
 
 def outbox_entries(events: list[PendingEvent]) -> list[dict[str, Any]]:
     return [event.to_dict() for event in events]
@@ -33,6 +38,8 @@ async def drain(
     broker: Broker, model: type[Document], doc_id: Any, outbox: list[dict[str, Any]]
 ) -> list[PublishedEvent]:
     """Publish `outbox` (the document's, as just read) in order; pull what went out."""
+    if crash_point is not None:
+        crash_point()
     published: list[PublishedEvent] = []
     uids: list[str] = []
     for raw in outbox:
