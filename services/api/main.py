@@ -82,5 +82,5 @@ def create_app(
         allow_methods=["*"],
         allow_headers=["*"],
     )
-    app.add_middleware(HttpMetricsMiddleware, router_app=app.router)
+    app.add_middleware(HttpMetricsMiddleware)
     return app

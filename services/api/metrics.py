@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Histogram
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
@@ -19,18 +18,16 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def _route_template(app: ASGIApp, scope: Scope) -> str:
-    for route in getattr(app, "routes", ()):
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"  # bounded: never the raw path
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (`/api/v1/drones/{drone_id}`), never the raw path, so the
+    label stays bounded; the router leaves the route it matched in the scope."""
+    route = scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
 
 
 class HttpMetricsMiddleware:
-    def __init__(self, app: ASGIApp, router_app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.router_app = router_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,6 +45,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = _route_template(self.router_app, scope)
+            route = _route_template(scope)
             HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             HTTP_LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
