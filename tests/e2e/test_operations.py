@@ -134,11 +134,12 @@ async def test_ready_follows_redis_and_reconnects_are_counted(
     before = scrape(gateway.url)
     redis_server.stop()
     try:
-        for service in (gateway, api):
-            ready = httpx.get(f"{service.url}/ready", timeout=10)
-            assert ready.status_code == 503
-            assert ready.json()["checks"]["redis"] is False
-            assert httpx.get(f"{service.url}/health", timeout=5).status_code == 200  # alive
+        async with httpx.AsyncClient(timeout=10) as http:
+            for service in (gateway, api):
+                ready = await http.get(f"{service.url}/ready")
+                assert ready.status_code == 503
+                assert ready.json()["checks"]["redis"] is False
+                assert (await http.get(f"{service.url}/health")).status_code == 200  # alive
     finally:
         redis_server.start()
     for service in (gateway, api):
