@@ -230,4 +230,9 @@ class Gateway:
             "detail": "too many undelivered events; reconnect and subscribe with lastEventId",
         }
         self.sink.send(client.eio_sid, json_frame("error", reason))
-        await self.sio.disconnect(client.sid)
+        # Close at the engine.io level, without waiting for the queue to drain (it will not):
+        # clients see a transport close and reconnect by themselves, then resume with
+        # lastEventId. A Socket.IO DISCONNECT would tell them not to come back.
+        socket = self.sio.eio.sockets.get(client.eio_sid)
+        if socket is not None:
+            await socket.close(wait=False, reason="slow consumer")

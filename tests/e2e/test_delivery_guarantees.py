@@ -180,3 +180,35 @@ async def test_a_gap_beyond_retention_says_not_recovered_and_bogus_ids_fail_clos
     finally:
         gateway.stop()
         await publisher.close()
+
+
+async def test_a_replica_subscribes_on_redis_only_to_what_its_clients_want(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    gateway = ServiceProcess("gateway", service_env(redis_url)).start()
+
+    def patterns() -> int:
+        with redis_server.client() as admin:
+            return int(admin.pubsub_numpat())
+
+    async def until(expected: int) -> None:
+        for _ in range(100):
+            if patterns() == expected:
+                return
+            await asyncio.sleep(0.02)
+        assert patterns() == expected
+
+    try:
+        await until(1)  # system:broadcast only: nobody wants any drone yet
+        detector = ResumingClient([gateway.url], {"droneSerial": "SN1"})
+        await detector.start()
+        await until(2)  # + drone:SN1:*
+        dashboard = ResumingClient([gateway.url], {"all": True})
+        await dashboard.start()
+        await until(3)  # + drone:* while someone watches every drone
+        await dashboard.close()
+        await until(2)
+        await detector.close()
+        await until(1)
+    finally:
+        gateway.stop()
