@@ -17,7 +17,7 @@ from shared.settings import Settings
 
 def create_dev_app(settings: Settings) -> socketio.ASGIApp:
     runtime = Runtime.create(settings)
-    gateway = Gateway(settings, runtime.broker)
+    gateway = Gateway(settings, runtime.broker, runtime)
     worker = Worker(runtime)
     api = create_app(settings, runtime=runtime, components=[runtime, gateway, worker])
     api.state.gateway = gateway

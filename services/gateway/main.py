@@ -20,11 +20,11 @@ log = get_logger(__name__)
 def create_gateway_app(settings: Settings | None = None) -> socketio.ASGIApp:
     settings = settings or get_settings()
     runtime = Runtime.create(settings)
-    gateway = Gateway(settings, runtime.broker)
+    gateway = Gateway(settings, runtime.broker, runtime)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await runtime.start(with_database=False)
+        await runtime.start(with_database=not settings.embedded_store)
         await gateway.start()
         for warning in runtime.warnings:
             log.warning("startup_warning", detail=warning)

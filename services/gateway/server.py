@@ -13,16 +13,18 @@ from typing import Any
 import socketio
 from pydantic import ValidationError
 
+from services.api.drones.repository import drone_repository
 from services.gateway import metrics
 from services.gateway.hub import Client, Hub
 from services.gateway.relay import Relay
 from services.gateway.schemas import SubscribeRequest
 from services.gateway.transport import FrameSink, event_frame, json_frame
-from shared.broker import Broker
+from shared.broker import Broker, Snapshot
 from shared.broker.base import id_after
 from shared.channels import parse_channel
 from shared.events import PublishedEvent, sio_event_for_kind
 from shared.logging import get_logger
+from shared.runtime import Runtime
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -39,9 +41,12 @@ def _describe(error: ValidationError) -> str:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, broker: Broker) -> None:
+    def __init__(self, settings: Settings, broker: Broker, runtime: Runtime | None = None) -> None:
         self.settings = settings
         self.broker = broker
+        # With a database (production sets MONGODB_URI; `dronecast dev` shares its store) a
+        # snapshot lost with Redis's data is read from MongoDB instead.
+        self.runtime = runtime
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             cors_allowed_origins=settings.cors_origins if settings.cors_origins != ["*"] else "*",
@@ -133,7 +138,7 @@ class Gateway:
             if request.snapshot and serials:
                 ack["snapshots"] = {}
                 for serial in sorted(serials):
-                    snapshot = await self.broker.snapshot(serial)
+                    snapshot = await self._snapshot(serial)
                     payload = {
                         "serial": serial,
                         "eventId": snapshot.event_id if snapshot else None,
@@ -141,7 +146,7 @@ class Gateway:
                     }
                     self.hub.send(client, json_frame("drone:snapshot", payload))
                     ack["snapshots"][serial] = payload
-                    if snapshot is not None:
+                    if snapshot is not None and snapshot.event_id:
                         floors[serial] = snapshot.event_id
             if request.lastEventId:
                 scope = None if request.all else frozenset(serials)
@@ -170,6 +175,18 @@ class Gateway:
                 self.hub.send(client, pkt)
         ack.update(self._subscribed(client))
         return ack
+
+    async def _snapshot(self, serial: str) -> Snapshot | None:
+        snapshot = await self.broker.snapshot(serial)
+        if snapshot is not None or self.runtime is None or self.runtime.database is None:
+            return snapshot
+        # Redis lost it (restart without persistence). Events newer than `floor` may also be in
+        # the state read below; they are sent anyway, and they are never older than it.
+        floor = await self.broker.latest_id()
+        drone = await drone_repository.get_by_serial(serial)
+        if drone is None:
+            return None
+        return Snapshot(event_id=floor or None, state=drone.public())
 
     async def _paced(self, client: Client) -> bool:
         """Before each replayed frame: wait while the client's queue is over half full, so a

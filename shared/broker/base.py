@@ -48,7 +48,7 @@ class History:
 
 @dataclass(slots=True)
 class Snapshot:
-    event_id: str
+    event_id: str | None  # the event that made this state; None when read from the database
     state: dict[str, Any]
 
     @classmethod

@@ -19,6 +19,7 @@ from services.dev import create_dev_app
 from shared.events import EventName, PendingEvent
 from shared.settings import Settings
 from tests.conftest import make_settings
+from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.servers import serve
 from tests.fixtures.sio import RecordingClient
 
@@ -271,3 +272,19 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_up(product
     assert list(gateway.hub.clients) == [healthy.client_id]  # the stalled one is gone
     await healthy.close()
     await stalled.close()
+
+
+async def test_snapshot_lost_with_redis_data_is_read_from_the_store(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    async for running in start_product(make_settings(redis_url=redis_url)):
+        await running.register("SN1", streamIsOn=True, detectionClasses=[7])
+        redis_server.restart()  # Redis comes back empty: no snapshot, no stream
+        client = await running.client()
+        ack = await client.subscribe(droneSerial="SN1", snapshot=True)
+        state = ack["snapshots"]["SN1"]["state"]
+        assert state["streamIsOn"] is True and state["detectionClasses"] == [7]
+        await running.patch("SN1", streamIsOn=False)
+        events = await client.wait_for(2)
+        assert [e["event"] for e in events] == ["drone.updated", "drone.stream.status"]
+        await client.close()
