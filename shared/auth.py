@@ -12,7 +12,7 @@ from typing import Any
 
 import jwt
 
-from shared.errors import Unauthorized
+from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.settings import Settings
 
 ALGORITHM = "HS256"
@@ -27,6 +27,33 @@ class Role(StrEnum):
     DETECTOR = "detector"
 
 
+class Action(StrEnum):
+    READ = "read"  # GET anything about the drones in scope
+    SUBSCRIBE = "subscribe"  # Socket.IO events of the drones in scope
+    MANAGE_DRONES = "manage_drones"  # register, update, delete
+    RESPOND = "respond"  # respond to alerts
+    RAISE_ALERTS = "raise_alerts"  # create alerts, attach images
+    MANAGE_TASKS = "manage_tasks"  # create and cancel processing tasks
+    ACT_AS_DRONE = "act_as_drone"  # the drone WebSocket, task status and results
+
+
+ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
+    Role.ADMIN: frozenset(Action),
+    Role.OPERATOR: frozenset(
+        {Action.READ, Action.SUBSCRIBE, Action.MANAGE_DRONES, Action.RESPOND, Action.MANAGE_TASKS}
+    ),
+    Role.VIEWER: frozenset({Action.READ, Action.SUBSCRIBE}),
+    Role.APPLICATION: frozenset(
+        {Action.READ, Action.SUBSCRIBE, Action.RESPOND, Action.MANAGE_TASKS}
+    ),
+    # A drone's token names only itself, so what it reads and hears is its own.
+    Role.DRONE: frozenset(
+        {Action.READ, Action.SUBSCRIBE, Action.ACT_AS_DRONE, Action.RAISE_ALERTS}
+    ),
+    Role.DETECTOR: frozenset({Action.READ, Action.SUBSCRIBE}),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     sub: str
@@ -35,6 +62,17 @@ class Principal:
 
     def may_see(self, serial: str) -> bool:
         return self.drones is None or serial in self.drones
+
+    def can(self, action: Action) -> bool:
+        return action in ROLE_ACTIONS[self.role]
+
+    def require(self, action: Action, serial: str | None = None) -> None:
+        """Refuse what this principal may not do: 403 for the action, and 404 for a drone
+        outside its scope (whether that drone exists is not its business)."""
+        if not self.can(action):
+            raise Forbidden(f"role '{self.role.value}' may not {action.value.replace('_', ' ')}")
+        if serial is not None and not self.may_see(serial):
+            raise NotFound(f"no drone '{serial}'")
 
 
 # Who everyone is when AUTH_ENABLED=false (the embedded default says so loudly).

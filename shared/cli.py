@@ -70,7 +70,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
 
     overrides: dict[str, object] = {}
     if command == "dev":
-        overrides = {"environment": "dev", "auth_enabled": bool(args.auth)}
+        overrides = {"environment": "dev", "auth_enabled": bool(args.auth), "cors_origins": ["*"]}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level, settings.log_json)
     host = args.host or (settings.host if command != "dev" else "127.0.0.1")

@@ -34,7 +34,17 @@ class Settings(BaseSettings):
     # Security
     secret_key: str = DEFAULT_SECRET_KEY
     auth_enabled: bool = True
-    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed (Origin header); empty: same origin only; ['*']: any",
+    )
+    # Limits, per process. A client is its token's subject, or its address when auth is off.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="REST body and WS frame size")
+    requests_per_second: float = Field(50.0, gt=0, description="REST requests per client")
+    request_burst: int = Field(100, ge=1)
+    client_messages_per_second: float = Field(20.0, gt=0, description="Socket.IO messages")
+    client_message_burst: int = Field(40, ge=1)
+    connections_per_client: int = Field(50, ge=1, description="Socket.IO connections per client")
 
     # Event retention: the window a reconnecting client can recover from.
     retention_seconds: int = Field(600, ge=1)
@@ -55,6 +65,35 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # --- Device WebSockets and presence (alerts slice; README "Alerts and device WebSockets") --
+    device_ping_interval: float = Field(
+        15.0, gt=0, description="Seconds between the server's {'type': 'ping'} to each device."
+    )
+    device_heartbeat_timeout: float = Field(
+        45.0,
+        gt=0,
+        description="A device that answered a ping and then sends nothing for this long is "
+        "half-open: its socket is closed and the drone is marked offline at once.",
+    )
+    presence_grace_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="A drone whose socket closed stays online this long, so that a reconnect "
+        "(to any replica) does not flap offline/online.",
+    )
+    presence_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Each replica renews its drones' presence every third of this; if a replica "
+        "dies, any other marks its drones offline when their lease lapses.",
+    )
+    presence_check_interval: float = Field(
+        1.0, gt=0, description="How often a replica checks heartbeats, leases and commands."
+    )
+    device_queue_limit: int = Field(
+        1000, ge=10, description="Messages queued for one device socket before it is cut off."
+    )
+
     @model_validator(mode="after")
     def _refuse_default_secret_outside_dev(self) -> Settings:
         if (
@@ -66,6 +105,8 @@ class Settings(BaseSettings):
                 "SECRET_KEY is the built-in default; set a real SECRET_KEY "
                 "(or ENVIRONMENT=dev for local development)"
             )
+        if self.environment == "production" and self.auth_enabled and len(self.secret_key) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 characters (HS256 wants 256 bits)")
         return self
 
     @property

@@ -12,6 +12,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from services.api.drones.endpoints import router as drones_router
 from services.api.errors import install_error_handlers
 from services.api.metrics import HttpMetricsMiddleware
+from services.api.security import BodySizeLimit
+from shared.limits import RateLimiter
 from shared.logging import get_logger
 from shared.models import DOCUMENT_MODELS
 from shared.outbox import OutboxRelay
@@ -73,6 +75,7 @@ def create_app(
     app.state.settings = settings
     app.state.runtime = rt
     app.state.broker = rt.broker
+    app.state.rate_limiter = RateLimiter(settings.requests_per_second, settings.request_burst)
     install_error_handlers(app)
     app.include_router(probe_router(rt, "api"))
     app.include_router(drones_router)
@@ -82,5 +85,6 @@ def create_app(
         allow_methods=["*"],
         allow_headers=["*"],
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     return app

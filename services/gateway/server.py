@@ -8,7 +8,9 @@ merged after the catch-up, so nothing is lost or sent twice across the switch.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs
 
 import socketio
 from pydantic import ValidationError
@@ -19,10 +21,13 @@ from services.gateway.hub import Client, Hub
 from services.gateway.relay import Relay
 from services.gateway.schemas import SubscribeRequest
 from services.gateway.transport import FrameSink, event_frame, json_frame
+from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify_token
 from shared.broker import Broker, Snapshot
 from shared.broker.base import id_after
 from shared.channels import parse_channel
+from shared.errors import DroneCastError
 from shared.events import PublishedEvent, sio_event_for_kind
+from shared.limits import RateLimiter
 from shared.logging import get_logger
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -32,6 +37,25 @@ log = get_logger(__name__)
 SOCKETIO_PATH = "ws/events"
 SLOW_CONSUMER_CODE = 3008  # Centrifugo's "slow" disconnect code
 REPLAY_STALL_SECONDS = 10.0
+
+
+def allowed_origins(origins: list[str]) -> str | list[str] | None:
+    """Settings -> engine.io: it checks `Origin` whenever a browser sends one. None is "same
+    origin only" (our safe default); engine.io's own [] would switch the check off."""
+    if "*" in origins:
+        return "*"
+    return origins or None
+
+
+def token_from(environ: dict[str, Any], auth: Any) -> str | None:
+    """The handshake's `auth: {"token"}`, else `Authorization: Bearer`, else `?token=`."""
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        return str(auth["token"])
+    token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
+    if token:
+        return token
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
+    return values[0] if values else None
 
 
 def _describe(error: ValidationError) -> str:
@@ -49,7 +73,7 @@ class Gateway:
         self.runtime = runtime
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
-            cors_allowed_origins=settings.cors_origins if settings.cors_origins != ["*"] else "*",
+            cors_allowed_origins=allowed_origins(settings.cors_origins),
             max_http_buffer_size=64 * 1024,
             ping_interval=20,
             ping_timeout=20,
@@ -60,6 +84,12 @@ class Gateway:
         self.hub = Hub(self.sink, self._cut_off_slow_client)
         self.relay = Relay(broker, self.hub, self._tell_everyone_events_were_lost)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._principals: dict[str, Principal] = {}
+        self._client_keys: dict[str, str] = {}
+        self._connections: Counter[str] = Counter()
+        self._limiter = RateLimiter(
+            settings.client_messages_per_second, settings.client_message_burst
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
@@ -80,6 +110,19 @@ class Gateway:
     # --- handlers ---------------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        principal = self._authenticate(environ, auth)
+        key = (
+            f"sub:{principal.sub}"
+            if principal is not ANONYMOUS_ADMIN
+            else f"ip:{environ.get('REMOTE_ADDR', 'unknown')}"
+        )
+        if self._connections[key] >= self.settings.connections_per_client:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"error": "TooManyConnections", "detail": "too many connections for this client"}
+            )
+        self._connections[key] += 1
+        self._client_keys[sid] = key
+        self._principals[sid] = principal
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         client = self.hub.connect(sid, eio_sid)
         self._locks[sid] = asyncio.Lock()
@@ -89,8 +132,30 @@ class Gateway:
     async def _greet(self, client: Client) -> None:
         self.hub.send(client, json_frame("connected", {"clientId": client.sid}))
 
+    def _authenticate(self, environ: dict[str, Any], auth: Any) -> Principal:
+        """Refuse the handshake (connect_error) without a valid token, before anything else."""
+        if not self.settings.auth_enabled:
+            return ANONYMOUS_ADMIN
+        token = token_from(environ, auth)
+        if token is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"error": "Unauthorized", "detail": "send auth: {token: <bearer token>}"}
+            )
+        try:
+            principal = verify_token(self.settings, token)
+            principal.require(Action.SUBSCRIBE)
+        except DroneCastError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.to_dict()) from exc
+        return principal
+
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._locks.pop(sid, None)
+        self._principals.pop(sid, None)
+        key = self._client_keys.pop(sid, None)
+        if key is not None:
+            self._connections[key] -= 1
+            if self._connections[key] <= 0:
+                del self._connections[key]
         if self.hub.disconnect(sid) is not None:
             await self.relay.release_unwanted()
 
@@ -98,11 +163,24 @@ class Gateway:
         client = self.hub.clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not connected"}
+        if not self._limiter.allow(self._client_keys.get(sid, sid)):
+            return await self._refuse(client, "RateLimited", "too many messages; slow down")
         try:
             request = SubscribeRequest.model_validate(data if data is not None else {})
         except ValidationError as exc:
             return await self._refuse(client, "InvalidSubscribe", _describe(exc))
+        principal = self._principals[sid]
+        if request.all and principal.drones is not None:
+            # "All" for a token limited to some drones means all of *its* drones.
+            request = request.model_copy(
+                update={"all": False, "droneSerials": sorted(principal.drones)}
+            )
         serials = request.serials
+        hidden = sorted(serial for serial in serials if not principal.may_see(serial))
+        if hidden:
+            return await self._refuse(
+                client, "Forbidden", f"the token may not subscribe to {', '.join(hidden[:5])}"
+            )
         if len(client.serials | serials) > self.settings.subscriptions_per_client:
             limit = self.settings.subscriptions_per_client
             return await self._refuse(
@@ -115,6 +193,8 @@ class Gateway:
         client = self.hub.clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not connected"}
+        if not self._limiter.allow(self._client_keys.get(sid, sid)):
+            return await self._refuse(client, "RateLimited", "too many messages; slow down")
         try:
             request = SubscribeRequest.model_validate(data if data is not None else {})
         except ValidationError as exc:

@@ -8,8 +8,9 @@ from beanie import PydanticObjectId
 
 from services.api.drones.repository import DroneRepository, drone_repository
 from services.api.drones.schemas import NOT_NULL_FIELDS, DroneCreate, DroneUpdate
+from shared.auth import Principal
 from shared.broker import Broker
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.events import EventName, PendingEvent
 from shared.logging import get_logger
 from shared.models import Drone
@@ -69,7 +70,9 @@ class DroneService:
     def __init__(self, repository: DroneRepository) -> None:
         self.repository = repository
 
-    async def register(self, broker: Broker, body: DroneCreate) -> Drone:
+    async def register(self, broker: Broker, principal: Principal, body: DroneCreate) -> Drone:
+        if not principal.may_see(body.deviceSerialNumber):
+            raise Forbidden(f"the token may not manage drone '{body.deviceSerialNumber}'")
         drone = Drone(id=PydanticObjectId(), **body.model_dump())
         full = drone.public()
         created = PendingEvent(
@@ -81,22 +84,25 @@ class DroneService:
         log.info("drone_registered", serial=drone.deviceSerialNumber, drone_id=str(drone.id))
         return drone
 
-    async def get(self, drone_id: str) -> Drone:
+    async def get(self, principal: Principal, drone_id: str) -> Drone:
         drone = await self.repository.get(drone_id)
-        if drone is None:
+        if drone is None or not principal.may_see(drone.deviceSerialNumber):
             raise NotFound(f"no drone with id '{drone_id}'")
         return drone
 
-    async def get_by_serial(self, serial: str) -> Drone:
-        drone = await self.repository.get_by_serial(serial)
+    async def get_by_serial(self, principal: Principal, serial: str) -> Drone:
+        drone = await self.repository.get_by_serial(serial) if principal.may_see(serial) else None
         if drone is None:
             raise NotFound(f"no drone with deviceSerialNumber '{serial}'")
         return drone
 
     async def list(
-        self, limit: int, offset: int, filters: dict[str, Any]
+        self, principal: Principal, limit: int, offset: int, filters: dict[str, Any]
     ) -> tuple[list[Drone], int]:
-        return await self.repository.find_page(filters, limit, offset)
+        query = {key: value for key, value in filters.items() if value is not None}
+        if principal.drones is not None:
+            query["deviceSerialNumber"] = {"$in": sorted(principal.drones)}
+        return await self.repository.find_page(query, limit, offset)
 
     async def update(self, broker: Broker, drone: Drone, body: DroneUpdate) -> Drone:
         requested = body.model_dump(exclude_unset=True)
