@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -35,6 +35,29 @@ class Component(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+_ERROR_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+            "required": ["error", "detail"],
+        }
+    }
+}
+# What any route may answer besides its own responses; every one is `{"error", "detail"}`.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "Malformed request (e.g. a body that is not JSON)",
+        "content": _ERROR_BODY,
+    },
+    401: {"description": "No valid bearer token", "content": _ERROR_BODY},
+    403: {"description": "The token's role may not do this", "content": _ERROR_BODY},
+    413: {"description": "Body larger than MAX_BODY_BYTES", "content": _ERROR_BODY},
+    422: {"description": "Invalid input", "content": _ERROR_BODY},
+    429: {"description": "Too many requests from this client", "content": _ERROR_BODY},
+}
 
 
 def create_app(
@@ -71,6 +94,7 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=COMMON_ERRORS,
     )
     app.state.settings = settings
     app.state.runtime = rt

@@ -14,11 +14,8 @@ from services.api.security import CanManageDrones, CanRead
 router = APIRouter(prefix="/api/v1/drones", tags=["drones"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No valid bearer token"},
-    403: {"description": "The token's role may not do this"},
     404: {"description": "No such drone (or not one the token may see)"},
     409: {"description": "Serial already registered"},
-    422: {"description": "Invalid body"},
 }
 
 

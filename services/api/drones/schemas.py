@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+)
 
 from shared.channels import ALL
 
@@ -17,12 +25,29 @@ def _not_reserved(serial: str) -> str:
     return serial
 
 
+def not_nullable(schema: dict[str, Any]) -> None:
+    """JSON Schema for an optional field that may be omitted but not sent as null."""
+    options = schema.pop("anyOf", [])
+    schema.update(next((option for option in options if option.get("type") != "null"), {}))
+    schema.pop("default", None)
+
+
 Serial = Annotated[
     str,
     Field(pattern=SERIAL_PATTERN, description="1-64 of [A-Za-z0-9_.-]; unique; 'all' is reserved"),
     AfterValidator(_not_reserved),
 ]
-DetectionClass = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+
+
+def _whole_number(value: object) -> object:
+    # JSON has one number type: 3.0 is the integer 3 (JSON Schema agrees); 3.5 and "3" are not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+DetectionClass = Annotated[StrictInt, Field(ge=0, le=1_000_000), BeforeValidator(_whole_number)]
+DetectionClasses = Annotated[list[DetectionClass], Field(max_length=1000)]
 ShortText = Annotated[str, Field(max_length=200)]
 
 
@@ -34,7 +59,7 @@ class DroneCreate(BaseModel):
     deviceCategory: ShortText | None = None
     streamIsOn: StrictBool = False
     aiDetectionEnabled: StrictBool = False
-    detectionClasses: list[DetectionClass] = Field(default_factory=list, max_length=1000)
+    detectionClasses: DetectionClasses = Field(default_factory=list)
 
 
 class DroneUpdate(BaseModel):
@@ -44,9 +69,10 @@ class DroneUpdate(BaseModel):
 
     deviceName: ShortText | None = None
     deviceCategory: ShortText | None = None
-    streamIsOn: StrictBool | None = None
-    aiDetectionEnabled: StrictBool | None = None
-    detectionClasses: list[DetectionClass] | None = Field(None, max_length=1000)
+    # May be left out, never null: the schema says so, and the service refuses a null.
+    streamIsOn: StrictBool | None = Field(None, json_schema_extra=not_nullable)
+    aiDetectionEnabled: StrictBool | None = Field(None, json_schema_extra=not_nullable)
+    detectionClasses: DetectionClasses | None = Field(None, json_schema_extra=not_nullable)
 
 
 NOT_NULL_FIELDS = ("streamIsOn", "aiDetectionEnabled", "detectionClasses")

@@ -284,3 +284,22 @@ async def test_openapi_describes_the_drone_routes(api_client: httpx.AsyncClient)
     ):
         assert path in schema["paths"]
     assert (await api_client.get("/docs")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body", [{"detectionClasses": None}, {"streamIsOn": None}, {"aiDetectionEnabled": None}]
+)
+async def test_null_for_a_field_that_cannot_be_null_is_a_422_not_a_500(
+    api_client: httpx.AsyncClient, body: dict
+) -> None:
+    await register(api_client)
+    response = await api_client.patch("/api/v1/drones/sn/TEST123", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"] == "ValidationError"
+
+
+async def test_whole_number_floats_are_integers(api_client: httpx.AsyncClient) -> None:
+    drone = await register(api_client, detectionClasses=[1.0, 2])
+    assert drone["detectionClasses"] == [1, 2]
+    bad = await api_client.patch("/api/v1/drones/sn/TEST123", json={"detectionClasses": [1.5]})
+    assert bad.status_code == 422
