@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+# The id of the request (or device message) being handled, added to every log line under it.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +52,9 @@ class StructuredLogger:
 
     def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
+            current_request = request_id.get()
+            if current_request is not None:
+                fields = {"request_id": current_request, **fields}
             self._logger.log(level, event, exc_info=exc_info, extra={"fields": fields})
 
     def debug(self, event: str, /, **fields: Any) -> None:

@@ -9,9 +9,13 @@ from typing import Any, Protocol
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from services.api.alerts.endpoints import router as alerts_router
+from services.api.alerts.endpoints import seed_router as alerts_seed_router
+from services.api.devices.endpoints import router as devices_router
+from services.api.devices.hub import DeviceHub
 from services.api.drones.endpoints import router as drones_router
 from services.api.errors import install_error_handlers
-from services.api.metrics import HttpMetricsMiddleware
+from services.api.metrics import HttpMetricsMiddleware, RequestIdMiddleware
 from services.api.security import BodySizeLimit
 from shared.limits import RateLimiter
 from shared.logging import get_logger
@@ -70,6 +74,7 @@ def create_app(
     settings = settings or (runtime.settings if runtime else get_settings())
     rt = runtime or Runtime.create(settings)
     parts: Sequence[Component] = [rt] if components is None else components
+    device_hub = DeviceHub(settings, rt)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +82,7 @@ def create_app(
             await part.start()
         relay = OutboxRelay(rt.broker, list(DOCUMENT_MODELS))
         relay.start()
+        await device_hub.start()
         for warning in rt.warnings:
             log.warning("startup_warning", detail=warning)
         log.info("api_started", embedded_store=settings.embedded_store, auth=settings.auth_enabled)
@@ -84,6 +90,7 @@ def create_app(
             yield
         finally:
             rt.draining = True
+            await device_hub.stop()
             await relay.stop()
             for part in reversed(parts):
                 await part.stop()
@@ -99,10 +106,14 @@ def create_app(
     app.state.settings = settings
     app.state.runtime = rt
     app.state.broker = rt.broker
+    app.state.device_hub = device_hub
     app.state.rate_limiter = RateLimiter(settings.requests_per_second, settings.request_burst)
     install_error_handlers(app)
     app.include_router(probe_router(rt, "api"))
     app.include_router(drones_router)
+    app.include_router(alerts_router)
+    app.include_router(alerts_seed_router)
+    app.include_router(devices_router)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -111,4 +122,5 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.logging import request_id
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 HTTP_REQUESTS = Counter(
     "dronecast_http_requests_total", "HTTP requests", ["method", "route", "status"]
@@ -23,6 +29,34 @@ def _route_template(scope: Scope) -> str:
     label stays bounded; the router leaves the route it matched in the scope."""
     route = scope.get("route")
     return str(getattr(route, "path", "unmatched"))
+
+
+class RequestIdMiddleware:
+    """Takes the caller's `X-Request-ID` (or makes one), logs under it, and returns it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", ())).get(b"x-request-id", b"").decode("latin-1")
+        current = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        token = request_id.set(current)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", current.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
 
 
 class HttpMetricsMiddleware:

@@ -303,3 +303,23 @@ async def test_whole_number_floats_are_integers(api_client: httpx.AsyncClient) -
     assert drone["detectionClasses"] == [1, 2]
     bad = await api_client.patch("/api/v1/drones/sn/TEST123", json={"detectionClasses": [1.5]})
     assert bad.status_code == 422
+
+
+async def test_request_id_is_returned_and_logged(
+    api_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from shared.logging import JsonFormatter
+
+    caplog.set_level(logging.INFO)
+    response = await api_client.post(
+        "/api/v1/drones/register",
+        json={"deviceSerialNumber": "RID1"},
+        headers={"X-Request-ID": "trace-abc-123"},
+    )
+    assert response.headers["x-request-id"] == "trace-abc-123"
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.getMessage() == "drone_registered"]
+    assert lines and '"request_id":"trace-abc-123"' in lines[0] and '"serial":"RID1"' in lines[0]
+    generated = await api_client.get("/api/v1/drones")
+    assert len(generated.headers["x-request-id"]) == 32
