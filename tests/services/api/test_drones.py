@@ -319,7 +319,9 @@ async def test_request_id_is_returned_and_logged(
         headers={"X-Request-ID": "trace-abc-123"},
     )
     assert response.headers["x-request-id"] == "trace-abc-123"
-    lines = [JsonFormatter().format(r) for r in caplog.records if r.getMessage() == "drone_registered"]
+    lines = [
+        JsonFormatter().format(r) for r in caplog.records if r.getMessage() == "drone_registered"
+    ]
     assert lines and '"request_id":"trace-abc-123"' in lines[0] and '"serial":"RID1"' in lines[0]
     generated = await api_client.get("/api/v1/drones")
     assert len(generated.headers["x-request-id"]) == 32
