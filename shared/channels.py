@@ -74,3 +74,17 @@ def snapshot_key(serial: str) -> str:
 
 def published_key(event_uid: str) -> str:
     return f"{PUBLISHED_PREFIX}{event_uid}"
+
+
+def drone_kind_pattern(kind: ChannelKind) -> str:
+    """One kind of channel of every drone (`drone:*:incident`): what each api replica watches to
+    tell its connected applications about alerts."""
+    return f"{DRONE_PREFIX}*:{kind.value}"
+
+
+def parse_device_nudge_channel(channel: str) -> tuple[str, str] | None:
+    """`dronecast:nudge:drone:SN1` -> ("drone", "SN1"); None for any other channel."""
+    if not channel.startswith(DEVICE_NUDGE_PREFIX):
+        return None
+    kind, _, device_id = channel[len(DEVICE_NUDGE_PREFIX) :].partition(":")
+    return (kind, device_id) if kind and device_id else None

@@ -1,5 +1,7 @@
+from shared.models.alert import Alert
 from shared.models.drone import Drone
+from shared.models.presence import DevicePresence
 
-DOCUMENT_MODELS: list[type] = [Drone]
+DOCUMENT_MODELS: list[type] = [Drone, Alert, DevicePresence]
 
-__all__ = ["DOCUMENT_MODELS", "Drone"]
+__all__ = ["DOCUMENT_MODELS", "Alert", "DevicePresence", "Drone"]

@@ -1,0 +1,136 @@
+"""Alerts over REST (seed 000): `/api/v1/alerts…` and `/api/v1/stats`, and the seed's own
+`/api/alerts…` and `/api/stats`, served by the same handlers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from services.api.alerts.schemas import (
+    AlertCreate,
+    AlertFilters,
+    AlertImageBody,
+    AlertList,
+    AlertOut,
+    AlertResponseBody,
+    Stats,
+)
+from services.api.alerts.service import alert_service
+from services.api.deps import BrokerDep, PageDep
+from services.api.devices.deps import DeviceHubDep, RuntimeDep
+from services.api.drones.schemas import SERIAL_PATTERN
+from services.api.security import CanRaiseAlerts, CanRead, CanRespond
+from shared.models.alert import AlertStatus, AlertType, Severity
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such alert (or not one the token may see)"},
+    409: {"description": "The alert is not in the state this needs"},
+    422: {"description": "Invalid body"},
+}
+
+
+async def list_alerts(
+    page: PageDep,
+    principal: CanRead,
+    status: AlertStatus | None = None,
+    drone_id: Annotated[str | None, Query(pattern=SERIAL_PATTERN)] = None,
+    alert_type: AlertType | None = None,
+    severity: Severity | None = None,
+    since: Annotated[datetime | None, Query(description="timestamp >= since (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="timestamp <= until (ISO 8601)")] = None,
+) -> dict[str, Any]:
+    """Alerts, newest first, filtered by status, drone, type, severity and time."""
+    filters = AlertFilters(
+        status=status,
+        drone_id=drone_id,
+        alert_type=alert_type,
+        severity=severity,
+        since=since,
+        until=until,
+    )
+    alerts, total = await alert_service.find(principal, filters, page.limit, page.offset)
+    return {
+        "alerts": [alert.public() for alert in alerts],
+        "count": len(alerts),
+        "total": total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }
+
+
+async def create_alert(
+    body: AlertCreate, broker: BrokerDep, principal: CanRaiseAlerts
+) -> dict[str, Any]:
+    """Store an alert as `pending` and tell every application (`alert_update`) and Socket.IO
+    subscriber (`alert:event`, Redis `drone:{drone_id}:incident`)."""
+    return (await alert_service.create(broker, principal, body, body.drone_id)).public()
+
+
+async def get_alert(alert_id: str, principal: CanRead) -> dict[str, Any]:
+    return (await alert_service.get(principal, alert_id)).public()
+
+
+async def respond_to_alert(
+    alert_id: str, body: AlertResponseBody, broker: BrokerDep, principal: CanRespond
+) -> dict[str, Any]:
+    """`pending -> responded`; the drone receives `{"type": "command", ...}` on whichever
+    replica it is connected to, or when it next connects. 409 unless the alert is pending."""
+    return (await alert_service.respond(broker, principal, alert_id, body)).public()
+
+
+async def attach_alert_image(
+    alert_id: str, body: AlertImageBody, broker: BrokerDep, principal: CanRaiseAlerts
+) -> dict[str, Any]:
+    """`responded -> completed` with `image_received=1`. 409 unless the alert is responded."""
+    return (await alert_service.attach_image(broker, principal, alert_id, body)).public()
+
+
+async def system_stats(
+    runtime: RuntimeDep, hub: DeviceHubDep, principal: CanRead
+) -> dict[str, Any]:
+    """Alerts by status, type and severity (of the drones the token may see); open device
+    sockets across replicas; MongoDB and Redis status."""
+    return await alert_service.stats(principal, runtime, hub)
+
+
+def _alert_router(prefix: str, tag: str, in_schema: bool) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=[tag], include_in_schema=in_schema)
+    router.add_api_route("/alerts", list_alerts, methods=["GET"], response_model=AlertList)
+    router.add_api_route(
+        "/alerts",
+        create_alert,
+        methods=["POST"],
+        status_code=201,
+        response_model=AlertOut,
+        responses=_ERRORS,
+    )
+    router.add_api_route(
+        "/alerts/{alert_id}",
+        get_alert,
+        methods=["GET"],
+        response_model=AlertOut,
+        responses=_ERRORS,
+    )
+    router.add_api_route(
+        "/alerts/{alert_id}/response",
+        respond_to_alert,
+        methods=["PUT"],
+        response_model=AlertOut,
+        responses=_ERRORS,
+    )
+    router.add_api_route(
+        "/alerts/{alert_id}/image",
+        attach_alert_image,
+        methods=["PUT"],
+        response_model=AlertOut,
+        responses=_ERRORS,
+    )
+    router.add_api_route("/stats", system_stats, methods=["GET"], response_model=Stats)
+    return router
+
+
+router = _alert_router("/api/v1", "alerts", in_schema=True)
+# Seed 000's paths, same handlers; left out of /docs so each operation is described once.
+seed_router = _alert_router("/api", "alerts (seed 000 paths)", in_schema=False)

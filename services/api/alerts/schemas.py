@@ -1,0 +1,158 @@
+"""Request and response bodies for alerts (seed 000 field names, snake_case).
+
+Bodies ignore fields they do not know (seed 000's own clients send a `timestamp`, and older ones
+send server-kept fields such as `response`); server-kept fields are never taken from a client.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from services.api.drones.schemas import Serial
+from shared.models.alert import AlertStatus, AlertType, Severity
+
+AlertId = Annotated[str, Field(min_length=1, max_length=100, description="Server-made alert id")]
+Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+Action = Annotated[str, Field(min_length=1, max_length=200)]
+ImageUrl = Annotated[str, Field(min_length=1, max_length=2048)]
+Text = Annotated[str, Field(max_length=2000)]
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """Store UTC without tzinfo (what MongoDB hands back); a naive time is taken as UTC."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_naive_utc)]
+
+
+class LocationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90.0, le=90.0, allow_inf_nan=False, strict=True)
+    lng: float = Field(ge=-180.0, le=180.0, allow_inf_nan=False, strict=True)
+
+
+class AlertFields(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    alert_type: AlertType
+    score: Score
+    location: LocationIn
+    description: Text | None = None
+    image_url: ImageUrl | None = None
+    severity: Severity | None = Field(
+        None, description="critical|high|medium|low; derived from score when absent"
+    )
+    timestamp: UtcDatetime | None = Field(None, description="When it was seen; default: now")
+
+
+class AlertCreate(AlertFields):
+    """`POST /api/alerts` (seed 000's curl body)."""
+
+    drone_id: Serial
+
+
+class DroneAlertData(AlertFields):
+    """`data` of a drone's `alert` message; `drone_id`, when given, must be the socket's own."""
+
+    drone_id: Serial | None = None
+
+
+class AlertResponseBody(BaseModel):
+    """`PUT /api/alerts/{alert_id}/response`, and `data` of an application's `response`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    actions: list[Action] = Field(max_length=100)
+    response: Literal[1] = Field(1, description="1: responded (the only value seed 000 sends)")
+    alert_id: AlertId | None = Field(None, description="Optional; must match the path")
+
+
+class AlertImageBody(BaseModel):
+    """`PUT /api/alerts/{alert_id}/image`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image_url: ImageUrl
+    image_received: Literal[1] = 1
+    alert_id: AlertId | None = Field(None, description="Optional; must match the path")
+
+
+class LocationOut(BaseModel):
+    lat: float
+    lng: float
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    alert_type: AlertType
+    score: float
+    image_url: str | None
+    location: LocationOut
+    drone_id: str
+    timestamp: str
+    response: int
+    image_received: int
+    actions: list[str]
+    status: AlertStatus
+    description: str | None
+    severity: Severity
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertOut]
+    count: int = Field(description="Alerts in this page")
+    total: int = Field(description="Alerts matching the filters")
+    limit: int
+    offset: int
+
+
+class AlertFilters(BaseModel):
+    status: AlertStatus | None = None
+    drone_id: str | None = None
+    alert_type: AlertType | None = None
+    severity: Severity | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def query(self) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        for field in ("status", "drone_id", "alert_type", "severity"):
+            value = getattr(self, field)
+            if value is not None:
+                query[field] = str(value)
+        window: dict[str, datetime] = {}
+        if self.since is not None:
+            window["$gte"] = _naive_utc(self.since)
+        if self.until is not None:
+            window["$lte"] = _naive_utc(self.until)
+        if window:
+            query["timestamp"] = window
+        return query
+
+
+class Counts(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+    by_severity: dict[str, int]
+    commands_pending: int
+
+
+class ConnectionCounts(BaseModel):
+    drones_online: int | None = Field(description="Drones online across every replica (presence)")
+    drones: int = Field(description="Drone sockets open across every replica")
+    applications: int = Field(description="Application sockets open across every replica")
+    this_replica: dict[str, int]
+
+
+class Stats(BaseModel):
+    alerts: Counts | None = Field(description="null when MongoDB does not answer")
+    connections: ConnectionCounts | None
+    storage: dict[str, str] = Field(description="mongodb / redis: ok | unavailable")

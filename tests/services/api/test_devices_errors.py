@@ -1,0 +1,155 @@
+"""Every wrong message on a device WebSocket gets `{"type": "error", "error", "detail"}`, the
+socket stays open, and nothing is stored or changed. One api instance serves the whole module
+(the cases are many and each is independent of what the others stored)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from websockets.asyncio.client import connect
+
+from tests.conftest import make_settings
+from tests.services.api.test_devices import FAST, SEED_ALERT, Api, start_api, stored_alerts
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api() -> AsyncIterator[Api]:
+    async for running in start_api(make_settings(**FAST)):
+        yield running
+
+
+DRONE_MISTAKES: list[tuple[str, Any, str]] = [
+    ("not json", "{'type': 'alert'", "BadRequest"),
+    ("json but not an object", "[1, 2]", "BadRequest"),
+    ("no type", {"data": {}}, "BadRequest"),
+    ("type not a string", {"type": 7}, "BadRequest"),
+    ("unknown type", {"type": "launch_missiles"}, "UnknownMessageType"),
+    ("an application's message", {"type": "response", "alert_id": "x"}, "UnknownMessageType"),
+    ("binary frame", b"\x00\x01", "UnsupportedFrame"),
+    ("oversized frame", "x" * 70_000, "PayloadTooLarge"),
+    ("alert without data", {"type": "alert"}, "ValidationError"),
+    (
+        "alert with a bad score",
+        {"type": "alert", "data": {**SEED_ALERT["data"], "score": 2}},  # type: ignore[dict-item]
+        "ValidationError",
+    ),
+    (
+        "alert of an unknown type",
+        {"type": "alert", "data": {**SEED_ALERT["data"], "alert_type": "ufo"}},  # type: ignore[dict-item]
+        "ValidationError",
+    ),
+    (
+        "alert for another drone",
+        {"type": "alert", "data": {**SEED_ALERT["data"], "drone_id": "drone_999"}},  # type: ignore[dict-item]
+        "Forbidden",
+    ),
+    ("image without alert_id", {"type": "image", "data": {"image_url": "u"}}, "ValidationError"),
+    (
+        "image for an unknown alert",
+        {"type": "image", "data": {"alert_id": "alert_nope", "image_url": "http://x/y.jpg"}},
+        "NotFound",
+    ),
+    (
+        "image for an alert not yet responded",
+        {"type": "image", "data": {"alert_id": "{pending}", "image_url": "http://x/y.jpg"}},
+        "Conflict",
+    ),
+    (
+        "image for another drone's alert",
+        {"type": "image", "data": {"alert_id": "{other}", "image_url": "http://x/y.jpg"}},
+        "Forbidden",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [(frame, error) for _, frame, error in DRONE_MISTAKES],
+    ids=[name for name, _, _ in DRONE_MISTAKES],
+)
+async def test_wrong_drone_message_gets_an_error_and_changes_nothing(
+    api: Api, frame: Any, error: str
+) -> None:
+    pending = await api.alert_via_rest("drone_001")
+    other = await api.alert_via_rest("drone_002")
+    await api.http.put(f"/api/alerts/{other}/response", json={"actions": ["a"]})
+    if isinstance(frame, dict):
+        frame = _substitute(frame, {"{pending}": pending, "{other}": other})
+    before = await stored_alerts()
+    drone = await api.drone()
+    reply = await drone.request(frame)
+    assert reply["type"] == "error", reply
+    assert reply["error"] == error
+    assert reply["detail"]
+    assert await stored_alerts() == before
+    assert (await drone.request({"type": "ping"}))["type"] == "pong"  # still open
+
+
+APPLICATION_MISTAKES: list[tuple[str, Any, str]] = [
+    ("a drone's message", SEED_ALERT, "UnknownMessageType"),
+    ("response without alert_id", {"type": "response", "data": {"actions": []}}, "ValidationError"),
+    (
+        "response with actions not a list",
+        {"type": "response", "alert_id": "{pending}", "data": {"actions": "go"}},
+        "ValidationError",
+    ),
+    (
+        "response for an unknown alert",
+        {"type": "response", "alert_id": "alert_nope", "data": {"actions": ["a"]}},
+        "NotFound",
+    ),
+    (
+        "response to an alert already responded",
+        {"type": "response", "alert_id": "{responded}", "data": {"actions": ["b"]}},
+        "Conflict",
+    ),
+    (
+        "operator injection as alert_id",
+        {"type": "response", "alert_id": {"$ne": None}, "data": {"actions": ["a"]}},
+        "ValidationError",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [(frame, error) for _, frame, error in APPLICATION_MISTAKES],
+    ids=[name for name, _, _ in APPLICATION_MISTAKES],
+)
+async def test_wrong_application_message_gets_an_error_and_changes_nothing(
+    api: Api, frame: Any, error: str
+) -> None:
+    pending = await api.alert_via_rest()
+    responded = await api.alert_via_rest()
+    await api.http.put(f"/api/alerts/{responded}/response", json={"actions": ["a"]})
+    frame = _substitute(frame, {"{pending}": pending, "{responded}": responded})
+    before = await stored_alerts()
+    app = await api.application()
+    reply = await app.request(frame)
+    assert reply["type"] == "error", reply
+    assert reply["error"] == error
+    assert await stored_alerts() == before
+    assert (await app.request({"type": "ping"}))["type"] == "pong"
+
+
+@pytest.mark.parametrize("path", ["/ws/drone/bad%20id", "/ws/drone/all", "/ws/application/a:b"])
+async def test_an_invalid_device_id_is_refused_with_a_reason(api: Api, path: str) -> None:
+    async with connect(api.url.replace("http", "ws") + path) as ws:
+        error = await asyncio.wait_for(ws.recv(), 5)
+        assert '"error":"ValidationError"' in str(error)
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        assert ws.close_code == 1008
+
+
+def _substitute(value: Any, names: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, names) for k, v in value.items()}
+    if isinstance(value, str):
+        return names.get(value, value)
+    return value
