@@ -57,6 +57,23 @@ class Settings(BaseSettings):
     subscriptions_per_client: int = Field(1000, ge=1)
     drain_seconds: float = Field(10.0, ge=0)
 
+    # Processing tasks and the worker (seed 003). Every timeout fails the task with a reason.
+    task_in_flight_per_drone: int = Field(1, ge=1, description="dispatched+processing per drone")
+    task_ack_timeout_seconds: float = Field(
+        10.0, gt=0, description="dispatched but not acknowledged: back to pending"
+    )
+    task_max_attempts: int = Field(3, ge=1, description="dispatches before the task fails")
+    task_heartbeat_timeout_seconds: float = Field(
+        60.0, gt=0, description="processing with no status update for this long: failed"
+    )
+    task_default_deadline_seconds: float = Field(
+        3600.0, gt=0, description="still pending after this long (per task, or this): failed"
+    )
+    worker_sweep_seconds: float = Field(0.5, gt=0, description="how often timeouts are checked")
+    worker_lease_seconds: float = Field(
+        5.0, gt=0, description="a worker's hold on routing one drone; a dead worker's lapses"
+    )
+
     # Lists
     page_default: int = 50
     page_max: int = 500
