@@ -17,6 +17,8 @@ from services.api.drones.endpoints import router as drones_router
 from services.api.errors import install_error_handlers
 from services.api.metrics import HttpMetricsMiddleware, RequestIdMiddleware
 from services.api.security import BodySizeLimit
+from services.api.tasks.endpoints import router as tasks_router
+from services.api.tasks.endpoints import seed_router as tasks_seed_router
 from shared.limits import RateLimiter
 from shared.logging import get_logger
 from shared.models import DOCUMENT_MODELS
@@ -113,6 +115,8 @@ def create_app(
     app.include_router(drones_router)
     app.include_router(alerts_router)
     app.include_router(alerts_seed_router)
+    app.include_router(tasks_router)
+    app.include_router(tasks_seed_router)
     app.include_router(devices_router)
     app.add_middleware(
         CORSMiddleware,

@@ -1,7 +1,23 @@
 from shared.models.alert import Alert
 from shared.models.drone import Drone
 from shared.models.presence import DevicePresence
+from shared.models.task import ProcessingResult, ProcessingTask, RoutingLease
 
-DOCUMENT_MODELS: list[type] = [Drone, Alert, DevicePresence]
+DOCUMENT_MODELS: list[type] = [
+    Drone,
+    Alert,
+    DevicePresence,
+    ProcessingTask,
+    ProcessingResult,
+    RoutingLease,
+]
 
-__all__ = ["DOCUMENT_MODELS", "Alert", "DevicePresence", "Drone"]
+__all__ = [
+    "DOCUMENT_MODELS",
+    "Alert",
+    "DevicePresence",
+    "Drone",
+    "ProcessingResult",
+    "ProcessingTask",
+    "RoutingLease",
+]

@@ -1,0 +1,15 @@
+"""The worker's metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+TASKS = Gauge("dronecast_tasks", "Processing tasks by state", ["status"])
+DISPATCHES = Counter("dronecast_task_dispatches_total", "Tasks leased to a drone")
+TIMEOUTS = Counter("dronecast_task_timeouts_total", "Task timeouts", ["kind"])
+RETRIES = Counter("dronecast_task_retries_total", "Unacknowledged tasks put back in the queue")
+ROUTING_SECONDS = Histogram(
+    "dronecast_task_routing_seconds",
+    "Time to route one drone (lease, claim, publish)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
