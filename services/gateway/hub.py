@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from engineio import packet as eio_packet
 
 from services.gateway import metrics
-from services.gateway.transport import FrameSink, event_frame
+from services.gateway.transport import FrameSink, Lane, event_frame
 from shared.channels import parse_channel
 from shared.events import PublishedEvent, sio_event_for_kind
 
@@ -30,6 +30,8 @@ class Client:
     # Live events held while a subscribe is catching this client up; None when not held.
     held: list[tuple[PublishedEvent, eio_packet.Packet]] | None = None
     cut_off: bool = False
+    # The way out to this client (transport.Lane); None once its socket is gone.
+    lane: Lane | None = None
 
     def wants(self, serial: str | None) -> bool:
         return serial is None or self.all or serial in self.serials
@@ -56,7 +58,7 @@ class Hub:
     # --- membership -------------------------------------------------------------------------
 
     def connect(self, sid: str, eio_sid: str) -> Client:
-        client = Client(sid=sid, eio_sid=eio_sid)
+        client = Client(sid=sid, eio_sid=eio_sid, lane=self._sink.attach(eio_sid))
         self.clients[sid] = client
         metrics.CONNECTED_CLIENTS.set(len(self.clients))
         return client
@@ -66,6 +68,8 @@ class Hub:
         if client is None:
             return None
         self.unsubscribe(client, all_drones=True, serials=set(client.serials))
+        self._sink.detach(client.eio_sid)
+        client.lane = None
         metrics.CONNECTED_CLIENTS.set(len(self.clients))
         return client
 
@@ -121,12 +125,28 @@ class Hub:
         name = event_name_of(event.envelope)
         metrics.EVENTS_RECEIVED.labels(name).inc()
         pkt = event_frame(sio_event_for_kind(kind), event.envelope)
+        ws = pkt.ws
         delivered = 0
+        # The hot loop: per recipient, append the prebuilt WebSocket frame to its direct lane
+        # (written once per client at the end of the tick), or else queue the packet.
         for client in recipients:
             if client.held is not None:
                 client.held.append((event, pkt))
-            elif self.send(client, pkt):
+                continue
+            lane = client.lane
+            if lane is not None and lane.direct:
+                pending = lane.pending
+                if pending is None:
+                    lane.push(ws)
+                else:
+                    pending.append(ws)
                 delivered += 1
+            elif client.cut_off:
+                continue
+            elif lane is None or lane.send(pkt):
+                delivered += 1
+            else:
+                self._cut_off(client)
         if delivered:
             metrics.EVENTS_DELIVERED.labels(name).inc(delivered)
         if event.id:
@@ -136,9 +156,13 @@ class Hub:
     def send(self, client: Client, pkt: eio_packet.Packet) -> bool:
         if client.cut_off:
             return False
-        if self._sink.send(client.eio_sid, pkt):
+        lane = client.lane
+        if lane is None or lane.send(pkt):
             return True
+        self._cut_off(client)
+        return False
+
+    def _cut_off(self, client: Client) -> None:
         client.cut_off = True
         metrics.SLOW_CLIENT_DISCONNECTS.inc()
         self._on_slow_client(client)
-        return False

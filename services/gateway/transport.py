@@ -1,44 +1,320 @@
-"""Socket.IO frames built once per event and queued straight onto each client's engine.io socket.
+"""Socket.IO frames built once per event and written to each recipient's connection.
 
 python-socketio's own room emit creates one asyncio task per recipient and waits for all of
-them; here an event's frame is encoded once and handed to every recipient's send queue, which
-is also where a slow client is noticed (its queue is bounded). This is the one module that
-touches python-socketio and python-engineio internals (`eio.sockets`, `socket.queue`).
+them; here an event's frame is encoded once and handed to every recipient. This is the one
+module that touches python-socketio, python-engineio and uvicorn internals.
+
+Two lanes lead to a client, and they keep one order:
+
+- The queue: engine.io's per-socket queue, drained by engine.io's writer task (or a polling
+  GET). Every packet python-socketio itself sends (CONNECT, acks, pings, CLOSE) goes this way.
+  A slow client is noticed here: it is bounded to `queue_limit` frames.
+- The direct lane, for WebSocket clients served by uvicorn's websockets-sansio protocol: the
+  event's WebSocket frame (header + payload, built once per event) is appended to the client's
+  pending bytes, and at the end of the event-loop tick each client's pending bytes go out in
+  one `transport.write`. No task wake-up, no ASGI message, no per-client encoding. Under load
+  many events share one write (one syscall) per client.
+
+The direct lane is used only while nothing is ahead of it: the engine.io queue is empty, its
+writer is idle (waiting on the queue, so everything it took has been written) and the
+transport is not paused. Otherwise a frame goes on the queue, and before anything is put on
+the queue the client's pending direct bytes are written first. A client that stops reading
+fills its socket buffers, its transport pauses, frames go to the bounded queue, and it is cut
+off as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 import socketio
 from engineio import packet as eio_packet
 
-
-def event_frame(sio_event: str, envelope: bytes) -> eio_packet.Packet:
-    """An engine.io MESSAGE carrying the Socket.IO EVENT `[sio_event, envelope]`, pre-encoded."""
-    # Socket.IO EVENT packet on the default namespace: `2["name",<json>]`.
-    text = '2["' + sio_event + '",' + envelope.decode() + "]"
-    pkt = eio_packet.Packet(eio_packet.MESSAGE, data=text)
-    pkt.encode()  # fills the packet's encode cache once for every recipient
-    return pkt
+_FIN_TEXT = 0x81  # FIN + text opcode
 
 
-def json_frame(sio_event: str, payload: Any) -> eio_packet.Packet:
+def ws_text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented, uncompressed WebSocket text frame (server to client)."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((_FIN_TEXT, n))
+    elif n < 65536:
+        header = bytes((_FIN_TEXT, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((_FIN_TEXT, 127)) + n.to_bytes(8, "big")
+    return header + payload
+
+
+class Frame(eio_packet.Packet):
+    """An engine.io MESSAGE packet, pre-encoded, that also carries its WebSocket frame."""
+
+    ws: bytes
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__(eio_packet.MESSAGE, data=payload[1:].decode())
+        self.encode_cache = payload.decode()  # what engine.io's writer sends
+        self.ws = ws_text_frame(payload)
+
+
+def event_frame(sio_event: str, envelope: bytes) -> Frame:
+    """The engine.io MESSAGE carrying the Socket.IO EVENT `[sio_event, envelope]`."""
+    # engine.io MESSAGE (4) + Socket.IO EVENT on the default namespace (2): `42["name",<json>]`.
+    return Frame(b'42["' + sio_event.encode() + b'",' + envelope + b"]")
+
+
+def json_frame(sio_event: str, payload: Any) -> Frame:
     return event_frame(sio_event, orjson.dumps(payload))
+
+
+class _SocketQueue(asyncio.Queue[Any]):
+    """engine.io's send queue for one socket, which opens and closes the direct lane.
+
+    `idle` is True while the writer waits in `get()` on an empty queue: everything it took
+    before has been written. The lane may be direct only then. Putting anything on the queue
+    closes the lane, after writing what it has pending, so the order holds.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.idle = False
+        self.lane: Lane | None = None
+
+    async def get(self) -> Any:
+        if not self._queue:  # type: ignore[attr-defined]
+            self.idle = True
+            lane = self.lane
+            if lane is not None:
+                lane.reopen()
+        try:
+            return await super().get()
+        finally:
+            self.idle = False
+            lane = self.lane
+            if lane is not None:
+                lane.direct = False
+
+    def get_nowait(self) -> Any:
+        self.idle = False
+        lane = self.lane
+        if lane is not None:
+            lane.direct = False
+        return super().get_nowait()
+
+    def put_nowait(self, item: Any) -> None:
+        lane = self.lane
+        if lane is not None:
+            lane.direct = False
+            if lane.pending is not None:
+                lane.flush()
+        super().put_nowait(item)
+
+
+def _sansio_protocol(send: Any) -> Any:
+    """uvicorn's websockets-sansio protocol behind an ASGI `send`, if that is what it is and
+    the connection negotiated no extension (a prebuilt frame must go out as it is)."""
+    proto = getattr(send, "__self__", None)
+    conn = getattr(proto, "conn", None)
+    if (
+        proto is None
+        or conn is None
+        or not hasattr(proto, "writable")
+        or not hasattr(proto, "close_sent")
+        or getattr(conn, "extensions", None)
+    ):
+        return None
+    return proto
+
+
+class Lane:
+    """One client's way out: its engine.io socket and queue, and the direct lane if any."""
+
+    __slots__ = (
+        "direct",
+        "pending",
+        "proto",
+        "queue",
+        "resolved",
+        "sid",
+        "sink",
+        "socket",
+        "transport",
+    )
+
+    def __init__(self, sink: FrameSink, sid: str, socket: Any) -> None:
+        self.sink = sink
+        self.sid = sid
+        self.socket = socket
+        queue = socket.queue
+        self.queue: _SocketQueue | None = queue if isinstance(queue, _SocketQueue) else None
+        if self.queue is not None:
+            self.queue.lane = self
+        self.proto: Any = None
+        self.transport: Any = None
+        self.pending: list[bytes] | None = None
+        self.resolved = False
+        # True while frames may skip the queue: the queue is empty, its writer idle, the
+        # transport not paused. Cleared by the queue and by `flush`; see `reopen`.
+        self.direct = False
+        if socket.upgraded:
+            self._resolve()
+            self.reopen()
+
+    def reopen(self) -> None:
+        """Open the direct lane if nothing is ahead of it."""
+        if not self.resolved and self.socket.upgraded:
+            self._resolve()
+        proto = self.proto
+        queue = self.queue
+        self.direct = (
+            proto is not None
+            and queue is not None
+            and queue.idle
+            and not queue._queue  # type: ignore[attr-defined]
+            and proto.writable.is_set()
+            and not proto.close_sent
+            and not self.socket.closed
+        )
+
+    def push(self, ws: bytes) -> None:
+        """Append a WebSocket frame to the direct lane (only while `direct`)."""
+        pending = self.pending
+        if pending is None:
+            self.pending = [ws]
+            self.sink.dirty(self)
+        else:
+            pending.append(ws)
+
+    def _resolve(self) -> None:
+        """Find the client's WebSocket connection once engine.io has upgraded to it."""
+        self.resolved = True
+        if self.queue is None:
+            return
+        proto = self.sink.ws_protocol(self.sid)
+        if proto is not None:
+            self.proto = proto
+            self.transport = proto.transport
+
+    def send(self, pkt: eio_packet.Packet) -> bool:
+        """Queue or write one frame. False when the client's queue is full (too slow)."""
+        ws = getattr(pkt, "ws", None)
+        if self.direct and ws is not None:
+            self.push(ws)
+            return True
+        socket = self.socket
+        if socket.closed:
+            return True
+        if ws is not None and self.queue is not None and self.queue.idle:
+            self.reopen()
+            if self.direct:
+                self.push(ws)
+                return True
+        q = socket.queue
+        if q.qsize() >= self.sink.queue_limit:
+            return False
+        q.put_nowait(pkt)
+        return True
+
+    def flush(self) -> None:
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        proto = self.proto
+        if proto.close_sent or proto.disconnected or self.transport.is_closing():
+            self.direct = False
+            return
+        self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if not proto.writable.is_set():  # the transport paused: queue (bounded) from now on
+            self.direct = False
+
+    def discard(self) -> int:
+        dropped = len(self.pending) if self.pending is not None else 0
+        self.pending = None
+        self.direct = False
+        return dropped
 
 
 class FrameSink:
     def __init__(self, sio: socketio.AsyncServer, queue_limit: int) -> None:
+        self._sio = sio
         self._eio = sio.eio
-        self._queue_limit = queue_limit
+        self.queue_limit = queue_limit
+        self._lanes: dict[str, Lane] = {}
+        self._dirty: list[Lane] = []
+        self._flush_scheduled = False
+        # engine.io sockets get a queue that knows about the direct lane.
+        self._eio.create_queue = lambda *args, **kwargs: _SocketQueue()
+        # The ASGI `send` of each WebSocket upgrade request, by engine.io sid (a client that
+        # started on long-polling upgrades with `?sid=...&transport=websocket`).
+        self._upgrades: dict[str, Any] = {}
+        handle_request = self._eio.handle_request
+
+        async def handle_request_noting_upgrades(
+            scope: Any, receive: Any, send: Callable[..., Awaitable[Any]]
+        ) -> Any:
+            if isinstance(scope, dict) and scope.get("type") == "websocket":
+                sid = parse_qs(scope.get("query_string", b"").decode()).get("sid", [None])[0]
+                if sid:
+                    self._upgrades[sid] = send
+                    try:
+                        return await handle_request(scope, receive, send)
+                    finally:
+                        self._upgrades.pop(sid, None)
+            return await handle_request(scope, receive, send)
+
+        self._eio.handle_request = handle_request_noting_upgrades
+
+    def ws_protocol(self, eio_sid: str) -> Any:
+        send = self._upgrades.get(eio_sid)
+        if send is None:
+            environ = self._sio.environ.get(eio_sid) or {}
+            scope = environ.get("asgi.scope") or {}
+            if scope.get("type") != "websocket":
+                return None
+            send = environ.get("asgi.send")
+        return _sansio_protocol(send)
+
+    def attach(self, eio_sid: str) -> Lane | None:
+        """The lane to a newly connected client (None if its socket is already gone)."""
+        socket = self._eio.sockets.get(eio_sid)
+        if socket is None:
+            return None
+        lane = self._lanes[eio_sid] = Lane(self, eio_sid, socket)
+        return lane
+
+    def detach(self, eio_sid: str) -> None:
+        lane = self._lanes.pop(eio_sid, None)
+        if lane is not None:
+            lane.flush()
+            lane.direct = False
+            if lane.queue is not None:
+                lane.queue.lane = None
+
+    def dirty(self, lane: Lane) -> None:
+        self._dirty.append(lane)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for lane in dirty:
+            lane.flush()
 
     def send(self, eio_sid: str, pkt: eio_packet.Packet) -> bool:
-        """Queue a frame for one client. False when that client's queue is full (too slow)."""
+        """Send a frame to one client. False when that client's queue is full (too slow)."""
+        lane = self._lanes.get(eio_sid)
+        if lane is not None:
+            return lane.send(pkt)
         socket = self._eio.sockets.get(eio_sid)
         if socket is None or socket.closed:
             return True
-        if socket.queue.qsize() >= self._queue_limit:
+        if socket.queue.qsize() >= self.queue_limit:
             return False
         socket.queue.put_nowait(pkt)
         return True
@@ -48,7 +324,8 @@ class FrameSink:
         socket = self._eio.sockets.get(eio_sid)
         if socket is None:
             return 0
-        dropped = 0
+        lane = self._lanes.get(eio_sid)
+        dropped = lane.discard() if lane is not None else 0
         while not socket.queue.empty():
             item = socket.queue.get_nowait()
             socket.queue.task_done()

@@ -1,0 +1,742 @@
+#!/usr/bin/env python3
+"""DroneCast gateway benchmark (issue 7): `dronecast gateway` against the Node Socket.IO peer.
+
+Every measurement starts a fresh redis-server (its own port, no persistence), the gateway(s)
+pinned with `taskset -c 0`, and the official socket.io-client load generator
+(`bench/loadgen/loadgen.js`) pinned with `taskset -c 1`, then stops everything it started
+(by PID / own process group). Events for DroneCast go through the product's publish path:
+`shared/broker/publish.lua` with RedisBroker.publish's keys and arguments (retention stream,
+ids, snapshot, PUBLISH of the product envelope); the Node peer gets the harness's raw JSON.
+One JSON line per run goes to stdout and to bench/results/<impl>.jsonl.
+
+    .venv/bin/python bench/run.py suite                  # the issue's table, side by side
+    .venv/bin/python bench/run.py saturation --rates 100,200,300
+    .venv/bin/python bench/run.py latency                # p99 at 10k and 100k deliveries/s
+    .venv/bin/python bench/run.py capacity --steps 1000,5000,10000
+    .venv/bin/python bench/run.py targeted
+    .venv/bin/python bench/run.py patch                  # REST PATCH -> Socket.IO (DroneCast only)
+    .venv/bin/python bench/run.py replicas               # 1 vs 2 gateway processes
+    .venv/bin/python bench/run.py smoke                  # a few seconds, used by the tests
+
+`--impl dronecast` (default) and/or `--impl node-socketio` (repeatable) choose what is measured;
+`suite` runs both unless told otherwise. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+RESULTS = os.path.join(BENCH, "results")
+LOGS = os.path.join(RESULTS, "logs")
+LOADGEN = os.path.join(BENCH, "loadgen", "loadgen.js")
+PUBLISH_LUA = os.path.join(REPO, "shared", "broker", "publish.lua")
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+SERVER_CPU, CLIENT_CPU = "0", "1"
+PATH = "/ws/events"
+
+# Generous limits so the product's per-client protections do not throttle the load generator
+# (all its clients come from 127.0.0.1). The delivery guarantees stay on: ids, retention,
+# per-client bounded queues (CLIENT_QUEUE_LIMIT keeps the product default).
+DRONECAST_ENV = {
+    "ENVIRONMENT": "test",
+    "AUTH_ENABLED": "false",
+    "LOG_LEVEL": "WARNING",
+    "CONNECTIONS_PER_CLIENT": "1000000",
+    "REQUESTS_PER_SECOND": "1000000",
+    "REQUEST_BURST": "1000000",
+    "CLIENT_MESSAGES_PER_SECOND": "1000000",
+    "CLIENT_MESSAGE_BURST": "1000000",
+    "CORS_ORIGINS": '["*"]',
+}
+
+
+@dataclass
+class Impl:
+    name: str
+    cmd: str  # {port} substituted
+    publish: str  # raw | lua
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = REPO
+
+
+def dronecast_impl(extra_env: dict[str, str]) -> Impl:
+    return Impl(
+        "dronecast",
+        f"{VENV_BIN}/dronecast gateway --host 127.0.0.1 --port {{port}}",
+        "lua",
+        {**DRONECAST_ENV, **extra_env},
+    )
+
+
+def dronecast_tree_impl(a: argparse.Namespace) -> Impl:
+    """Another checkout of the product (e.g. `git archive <rev> | tar -x -C DIR`), run with this
+    venv, to measure before and after a change side by side."""
+    if not a.baseline_tree:
+        raise SystemExit("--impl dronecast-tree needs --baseline-tree DIR")
+    impl = dronecast_impl(dict(kv.split("=", 1) for kv in a.env))
+    impl.name = "dronecast-tree"
+    impl.cmd = f"{VENV_BIN}/python -m shared.cli gateway --host 127.0.0.1 --port {{port}}"
+    impl.cwd = os.path.abspath(a.baseline_tree)
+    return impl
+
+
+IMPLS = {
+    "dronecast": lambda a: dronecast_impl(dict(kv.split("=", 1) for kv in a.env)),
+    "dronecast-tree": dronecast_tree_impl,
+    "node-socketio": lambda a: Impl(
+        "node-socketio", f"node {BENCH}/peers/node-socketio/server.js", "raw"
+    ),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {dt.datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+
+def raise_nofile() -> tuple[int, int]:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for want in (1048576, 262144, 65536, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def git_rev() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", REPO, "status", "--porcelain", "--", "services/gateway", "shared"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return out + ("+dirty" if dirty else "")
+    except OSError:
+        return ""
+
+
+class Redis:
+    def __init__(self, port: int, run_id: str) -> None:
+        self.port = port
+        self.pidfile = f"/tmp/dronecast-bench-redis-{port}.pid"
+        self.logfile = os.path.join(LOGS, f"{run_id}-redis.log")
+        self.pid: int | None = None
+
+    def start(self) -> Redis:
+        if port_open(self.port):
+            raise SystemExit(f"port {self.port} in use; not starting Redis")
+        if os.path.exists(self.pidfile):
+            os.unlink(self.pidfile)
+        subprocess.run(
+            [
+                "taskset",
+                "-c",
+                CLIENT_CPU,
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                self.pidfile,
+                "--logfile",
+                self.logfile,
+            ],
+            check=True,
+        )
+        for _ in range(200):
+            if os.path.exists(self.pidfile) and port_open(self.port):
+                with open(self.pidfile) as f:
+                    self.pid = int(f.read().strip())
+                return self
+            time.sleep(0.05)
+        raise SystemExit("redis did not start")
+
+    def stop(self) -> None:
+        if not self.pid:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                break
+            for _ in range(100):
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                continue
+            break
+        self.pid = None
+
+
+class Server:
+    """A server process in its own process group, pinned to `cpus`."""
+
+    def __init__(
+        self, cmd: str, port: int, env: dict[str, str], cpus: str, log_path: str, cwd: str = REPO
+    ) -> None:
+        self.cmd = cmd.format(port=port)
+        self.cwd = cwd
+        self.port = port
+        self.env = env
+        self.cpus = cpus
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_url: str, timeout: float = 60) -> float:
+        if port_open(self.port):
+            raise SystemExit(f"port {self.port} in use; not starting server")
+        env = dict(os.environ, PORT=str(self.port), HOST="127.0.0.1", **self.env)
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", self.cpus, "bash", "-c", "exec " + self.cmd],
+            cwd=self.cwd,
+            env=env,
+            stdout=self.logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited (rc={self.proc.returncode}); see {self.log_path}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as r:
+                    if r.status == 200:
+                        return time.time() - t0
+            except Exception:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"server not ready after {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if not self.proc:
+            return
+        pgid = self.proc.pid
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+        self.logf.close()
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine."""
+    with open("/proc/stat") as f:
+        parts = [float(x) for x in f.readline().split()[1:]]
+    idle = parts[3] + parts[4]
+    return sum(parts) - idle, sum(parts)
+
+
+def machine_busy_pct(seconds: float) -> float:
+    b0, t0 = cpu_times()
+    time.sleep(seconds)
+    b1, t1 = cpu_times()
+    return 100.0 * (b1 - b0) / max(1.0, t1 - t0) * (os.cpu_count() or 1)
+
+
+def wait_until_quiet(max_busy_pct: float, max_wait: float) -> float:
+    """Other work on this machine (a test suite) skews every number: wait for a quiet moment.
+    Returns the busy CPU% (of one core) seen last, so the record shows what it ran beside."""
+    deadline = time.time() + max_wait
+    busy = machine_busy_pct(1.0)
+    while busy > max_busy_pct and time.time() < deadline:
+        log(f"machine busy ({busy:.0f}% of a core outside the bench); waiting")
+        busy = machine_busy_pct(2.0)
+    return busy
+
+
+def eio_ready_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}{PATH}/?EIO=4&transport=polling"
+
+
+HOST_INFO: dict[str, Any] = {}
+
+
+def host_info() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "node": node,
+        "python": platform.python_version(),
+    }
+
+
+def measure(
+    args: argparse.Namespace,
+    impl: Impl,
+    lg_args: list[str],
+    tag: str,
+    *,
+    replicas: int = 1,
+    with_api: bool = False,
+    loadgen_cpus: str = CLIENT_CPU,
+    client: str | None = None,
+) -> list[dict[str, Any]]:
+    """One isolated measurement: fresh Redis, fresh server(s), one loadgen run."""
+    run_id = f"{dt.datetime.now():%Y%m%dT%H%M%S}-{impl.name}-{tag}"
+    os.makedirs(LOGS, exist_ok=True)
+    redis_port = args.redis_port or free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    redis = Redis(redis_port, run_id)
+    servers: list[Server] = []
+    api: Server | None = None
+    lines: list[dict[str, Any]] = []
+    busy_before = wait_until_quiet(args.quiet_pct, args.quiet_wait) if args.quiet_pct > 0 else None
+    try:
+        redis.start()
+        ports = [args.port + i if args.port else free_port() for i in range(replicas)]
+        ready = []
+        for n, port in enumerate(ports):
+            # replica n on CPU n: with two replicas on a 2-core machine the second shares CPU 1
+            cpus = str(n % (os.cpu_count() or 1)) if replicas > 1 else SERVER_CPU
+            server = Server(
+                impl.cmd,
+                port,
+                {**impl.env, "REDIS_URL": redis_url},
+                cpus,
+                os.path.join(LOGS, f"{run_id}-server{n}.log"),
+                impl.cwd,
+            )
+            servers.append(server)
+            ready.append(server.start(eio_ready_url(port)))
+        extra: list[str] = []
+        if with_api:
+            api_port = free_port()
+            api = Server(
+                f"{VENV_BIN}/dronecast api --host 127.0.0.1 --port {{port}}",
+                api_port,
+                {**DRONECAST_ENV, "REDIS_URL": redis_url, "MONGODB_URI": ""},
+                CLIENT_CPU,
+                os.path.join(LOGS, f"{run_id}-api.log"),
+            )
+            api.start(f"http://127.0.0.1:{api_port}/health")
+            assert api.proc is not None
+            extra += ["--api-url", f"http://127.0.0.1:{api_port}", "--api-pid", str(api.proc.pid)]
+        log(f"{impl.name} {tag}: {replicas} server(s) ready in {max(ready):.2f}s")
+        pids = ",".join(str(s.proc.pid) for s in servers if s.proc)
+        urls = ",".join(f"http://127.0.0.1:{p}" for p in ports)
+        cmd = [
+            "taskset",
+            "-c",
+            loadgen_cpus,
+            "node",
+            "--max-old-space-size=8192",
+            "--max-semi-space-size=32",
+            *shlex.split(args.loadgen_node_args),
+            LOADGEN,
+            "--impl",
+            impl.name,
+            "--url",
+            f"http://127.0.0.1:{ports[0]}",
+            "--urls",
+            urls,
+            "--path",
+            PATH,
+            "--redis-url",
+            redis_url,
+            "--server-pid",
+            pids,
+            "--redis-pid",
+            str(redis.pid),
+            "--publish",
+            impl.publish,
+            "--lua-script",
+            PUBLISH_LUA,
+            "--client",
+            client or args.client,
+            *extra,
+            *lg_args,
+        ]
+        profiler = None
+        if args.profile and servers[0].proc is not None:
+            # py-spy samples the first gateway (collapsed stacks; see bench/profile_top.py)
+            os.makedirs(args.profile, exist_ok=True)
+            profiler = subprocess.Popen(
+                [
+                    f"{VENV_BIN}/py-spy",
+                    "record",
+                    "--pid",
+                    str(servers[0].proc.pid),
+                    "--rate",
+                    "200",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "-o",
+                    os.path.join(args.profile, f"{run_id}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        c0 = cpu_times()
+        with open(os.path.join(LOGS, f"{run_id}-loadgen.log"), "ab") as lgerr:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=lgerr, timeout=args.timeout)
+        c1 = cpu_times()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=30)
+        machine_pct = 100.0 * (c1[0] - c0[0]) / max(1.0, c1[1] - c0[1]) * (os.cpu_count() or 1)
+        if p.returncode != 0:
+            log(f"loadgen rc={p.returncode}; see {LOGS}/{run_id}-loadgen.log")
+        for s in servers:
+            if s.proc is not None and s.proc.poll() is not None:
+                log(f"WARNING: a server died during the run (rc={s.proc.returncode})")
+        for raw in p.stdout.decode().splitlines():
+            raw = raw.strip()
+            if raw.startswith("{"):
+                rec = json.loads(raw)
+                # machine CPU (% of one core) over the whole loadgen run, bench included;
+                # compare with server + loadgen + redis to see whether anything else ran
+                rec["machine_cpu_pct"] = round(machine_pct, 1)
+                rec["busy_before_pct"] = None if busy_before is None else round(busy_before, 1)
+                rec.update(
+                    {
+                        "replicas": replicas,
+                        "run_id": run_id,
+                        "rev": git_rev(),
+                        "at": dt.datetime.now().isoformat(timespec="seconds"),
+                        "host": HOST_INFO,
+                    }
+                )
+                if rec.get("server_cpu_pct"):
+                    rec["deliveries_per_server_core_s"] = round(
+                        rec.get("deliveries_per_s", 0) / (rec["server_cpu_pct"] / 100), 1
+                    )
+                lines.append(rec)
+    finally:
+        if api is not None:
+            api.stop()
+        for s in servers:
+            s.stop()
+        redis.stop()
+    if lines and not args.no_save:
+        os.makedirs(RESULTS, exist_ok=True)
+        with open(os.path.join(RESULTS, f"{impl.name}.jsonl"), "a") as f:
+            for rec in lines:
+                f.write(json.dumps(rec) + "\n")
+    for rec in lines:
+        print(json.dumps(rec), flush=True)
+        log(summarize(rec))
+    return lines
+
+
+def summarize(r: dict[str, Any]) -> str:
+    if r.get("test") == "capacity":
+        return (
+            f"{r['impl']} capacity N={r['clients']}: ok {r['connected']}, "
+            f"rss {r['server_rss_mb']} MB, {r['rss_per_conn_kb']} KB/conn"
+        )
+    return (
+        f"{r['impl']} {r['test']} {r.get('mode')} N={r['clients']} R={r['rate']}/s "
+        f"x{r.get('replicas')}: delivered {r['delivered']}/{r['expected']} lost {r['lost']} "
+        f"dup/ooo {r.get('dup_or_ooo')}, {r['deliveries_per_s']} deliv/s, "
+        f"p50 {r['p50_ms']} p99 {r['p99_ms']} max {r['max_ms']} ms, "
+        f"server cpu {r['server_cpu_pct']}% rss {r['server_rss_mb']} MB, "
+        f"loadgen cpu {r['loadgen_cpu_pct']}%{' LOADGEN-BOUND' if r.get('loadgen_bound') else ''}"
+        f" redis {r.get('redis_cpu_pct')}% machine {r.get('machine_cpu_pct')}%"
+        f"{' SATURATED' if r.get('saturated') else ''}"
+    )
+
+
+def fanout_args(
+    mode: str, clients: int, rate: float, duration: float, serials: int = 100
+) -> list[str]:
+    return [
+        "--test",
+        "fanout",
+        "--mode",
+        mode,
+        "--clients",
+        str(clients),
+        "--serials",
+        str(serials),
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+    ]
+
+
+def rates(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+def sc_saturation(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    """All mode, 1000 clients, rising event rates until saturated; per rate, impls side by side."""
+    out: list[dict[str, Any]] = []
+    live = list(impls)
+    for rate in rates(a.rates):
+        for impl in list(live):
+            recs = measure(
+                a, impl, fanout_args("all", a.clients, rate, a.duration), f"sat-r{rate:g}"
+            )
+            out += recs
+            if not recs or recs[-1].get("saturated"):
+                live.remove(impl)
+        if not live:
+            break
+    return out
+
+
+def sc_latency(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    out = []
+    for rate in rates(a.latency_rates):
+        for impl in impls:
+            out += measure(
+                a, impl, fanout_args("all", a.clients, rate, a.duration), f"lat-r{rate:g}"
+            )
+    return out
+
+
+def sc_capacity(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    out = []
+    for impl in impls:
+        out += measure(a, impl, ["--test", "capacity", "--mode", "all", "--steps", a.steps], "cap")
+    return out
+
+
+def sc_targeted(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    out = []
+    for impl in impls:
+        out += measure(
+            a, impl, fanout_args("targeted", 1000, a.targeted_rate, a.duration, 100), "tgt"
+        )
+    return out
+
+
+def sc_patch(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    impl = next((i for i in impls if i.name.startswith("dronecast")), None)
+    if impl is None:
+        log("patch: only DroneCast has the REST api; skipped")
+        return []
+    lg = [
+        "--test",
+        "patch",
+        "--mode",
+        "all",
+        "--clients",
+        str(a.patch_clients),
+        "--serials",
+        "100",
+        "--rate",
+        str(a.patch_rate),
+        "--duration",
+        str(a.duration),
+    ]
+    return measure(a, impl, lg, "patch", with_api=True)
+
+
+def sc_replicas(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    """1 vs 2 gateway processes at the same offered load; compare deliveries/s per server core.
+    With 2 replicas on this 2-core machine they take CPU 0 and 1, and the loadgen floats."""
+    out = []
+    for impl in impls:
+        if not impl.name.startswith("dronecast"):
+            continue
+        for n in (1, 2):
+            lg = fanout_args("all", a.clients, a.replica_rate, a.duration)
+            out += measure(
+                a, impl, lg, f"replicas{n}", replicas=n, loadgen_cpus="0,1" if n > 1 else CLIENT_CPU
+            )
+    return out
+
+
+def sc_smoke(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    out = []
+    for impl in impls:
+        lg = [*fanout_args("all", 20, 20, 1.5, 10), "--settle-ms", "200", "--drain-idle-ms", "500"]
+        out += measure(a, impl, lg, "smoke", client="sio")
+    return out
+
+
+def sc_suite(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    out = []
+    out += sc_saturation(a, impls)
+    out += sc_latency(a, impls)
+    out += sc_targeted(a, impls)
+    out += sc_capacity(a, impls)
+    out += sc_patch(a, impls)
+    out += sc_replicas(a, impls)
+    table(out)
+    return out
+
+
+SCENARIOS = {
+    "saturation": sc_saturation,
+    "latency": sc_latency,
+    "capacity": sc_capacity,
+    "targeted": sc_targeted,
+    "patch": sc_patch,
+    "replicas": sc_replicas,
+    "smoke": sc_smoke,
+    "suite": sc_suite,
+}
+
+
+def table(recs: list[dict[str, Any]]) -> None:
+    """The issue's table from this run's records (stderr, markdown)."""
+    rows = []
+    for name in dict.fromkeys(r["impl"] for r in recs):
+        mine = [r for r in recs if r["impl"] == name]
+        sat = [
+            r
+            for r in mine
+            if r["test"] == "fanout"
+            and r["mode"] == "all"
+            and r["replicas"] == 1
+            and r["lost"] == 0
+            and (r["p99_ms"] or 1e9) <= 1000
+        ]
+        best = max(sat, key=lambda r: r["deliveries_per_s"], default=None)
+
+        def p99_at(rate: float, mine: list[dict[str, Any]] = mine) -> str:
+            hit = [
+                r
+                for r in mine
+                if r["test"] == "fanout"
+                and r["mode"] == "all"
+                and r["rate"] == rate
+                and r["replicas"] == 1
+            ]
+            return f"{hit[-1]['p99_ms']} ms (lost {hit[-1]['lost']})" if hit else "-"
+
+        cap = [r for r in mine if r["test"] == "capacity" and r["clients"] == 10000]
+        tgt = [r for r in mine if r["test"] == "fanout" and r["mode"] == "targeted"]
+        sat_cell = f"{best['deliveries_per_s']} (p99 {best['p99_ms']} ms)" if best else "-"
+        cap_cell = f"{cap[-1]['rss_per_conn_kb']} KB" if cap else "-"
+        tgt_cell = f"{tgt[-1]['p99_ms']} ms" if tgt else "-"
+        rows.append(
+            f"| {name} | {sat_cell} | {p99_at(10)} | {p99_at(100)} | {cap_cell} | {tgt_cell} |"
+        )
+    print(
+        "\n| implementation | deliveries/s at saturation | p99 at 10k/s | p99 at 100k/s "
+        "| RSS per idle client at 10k | targeted p99 |\n|---|---|---|---|---|---|\n"
+        + "\n".join(rows),
+        file=sys.stderr,
+    )
+
+
+def main() -> None:
+    global HOST_INFO
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    ap.add_argument(
+        "--impl",
+        action="append",
+        choices=sorted(IMPLS),
+        help="what to measure (repeatable); default dronecast, suite: both",
+    )
+    ap.add_argument("--baseline-tree", help="DIR with another checkout, for --impl dronecast-tree")
+    ap.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the DroneCast gateway"
+    )
+    ap.add_argument(
+        "--client",
+        choices=["raw", "sio"],
+        default="raw",
+        help="loadgen client: raw (lean, on `ws`) or sio (official socket.io-client)",
+    )
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--rates", default="100,200,300,400,500,700", help="saturation: events/s")
+    ap.add_argument("--latency-rates", default="10,100", help="events/s (x1000 clients)")
+    ap.add_argument("--steps", default="1000,5000,10000", help="capacity steps")
+    ap.add_argument("--targeted-rate", type=float, default=1000)
+    ap.add_argument("--patch-rate", type=float, default=200)
+    ap.add_argument("--patch-clients", type=int, default=100)
+    ap.add_argument("--replica-rate", type=float, default=400, help="replicas: events/s offered")
+    ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
+    ap.add_argument("--redis-port", type=int, default=0, help="default: a free one")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per loadgen run")
+    ap.add_argument("--loadgen-node-args", default="", help="extra node flags, e.g. --cpu-prof")
+    ap.add_argument("--no-save", action="store_true", help="do not append to results/")
+    ap.add_argument("--profile", help="DIR: py-spy the (first) DroneCast gateway during each run")
+    ap.add_argument(
+        "--quiet-pct",
+        type=float,
+        default=25,
+        help="before each run wait until the machine uses less than this %% of a core "
+        "(0: do not wait)",
+    )
+    ap.add_argument("--quiet-wait", type=float, default=300, help="longest wait for quiet, s")
+    a = ap.parse_args()
+    names = a.impl or (["node-socketio", "dronecast"] if a.scenario == "suite" else ["dronecast"])
+    impls = [IMPLS[n](a) for n in names]
+    log(f"RLIMIT_NOFILE {raise_nofile()}")
+    HOST_INFO = host_info()
+    SCENARIOS[a.scenario](a, impls)
+
+
+if __name__ == "__main__":
+    main()
