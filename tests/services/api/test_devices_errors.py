@@ -13,14 +13,14 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from tests.conftest import make_settings
-from tests.services.api.test_devices import FAST, SEED_ALERT, Api, start_api, stored_alerts
+from tests.fixtures.devices import FAST_PRESENCE, SEED_ALERT, Api, start_api, stored_alerts
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api() -> AsyncIterator[Api]:
-    async for running in start_api(make_settings(**FAST)):
+    async for running in start_api(make_settings(**FAST_PRESENCE)):
         yield running
 
 
@@ -36,17 +36,17 @@ DRONE_MISTAKES: list[tuple[str, Any, str]] = [
     ("alert without data", {"type": "alert"}, "ValidationError"),
     (
         "alert with a bad score",
-        {"type": "alert", "data": {**SEED_ALERT["data"], "score": 2}},  # type: ignore[dict-item]
+        {"type": "alert", "data": {**SEED_ALERT["data"], "score": 2}},
         "ValidationError",
     ),
     (
         "alert of an unknown type",
-        {"type": "alert", "data": {**SEED_ALERT["data"], "alert_type": "ufo"}},  # type: ignore[dict-item]
+        {"type": "alert", "data": {**SEED_ALERT["data"], "alert_type": "ufo"}},
         "ValidationError",
     ),
     (
         "alert for another drone",
-        {"type": "alert", "data": {**SEED_ALERT["data"], "drone_id": "drone_999"}},  # type: ignore[dict-item]
+        {"type": "alert", "data": {**SEED_ALERT["data"], "drone_id": "drone_999"}},
         "Forbidden",
     ),
     ("image without alert_id", {"type": "image", "data": {"image_url": "u"}}, "ValidationError"),
@@ -82,7 +82,7 @@ async def test_wrong_drone_message_gets_an_error_and_changes_nothing(
     if isinstance(frame, dict):
         frame = _substitute(frame, {"{pending}": pending, "{other}": other})
     before = await stored_alerts()
-    drone = await api.drone()
+    drone = await api.drone("drone_001")
     reply = await drone.request(frame)
     assert reply["type"] == "error", reply
     assert reply["error"] == error
@@ -125,8 +125,8 @@ APPLICATION_MISTAKES: list[tuple[str, Any, str]] = [
 async def test_wrong_application_message_gets_an_error_and_changes_nothing(
     api: Api, frame: Any, error: str
 ) -> None:
-    pending = await api.alert_via_rest()
-    responded = await api.alert_via_rest()
+    pending = await api.alert_via_rest("drone_001")
+    responded = await api.alert_via_rest("drone_001")
     await api.http.put(f"/api/alerts/{responded}/response", json={"actions": ["a"]})
     frame = _substitute(frame, {"{pending}": pending, "{responded}": responded})
     before = await stored_alerts()
