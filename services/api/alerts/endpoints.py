@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -15,6 +14,7 @@ from services.api.alerts.schemas import (
     AlertList,
     AlertOut,
     AlertResponseBody,
+    IsoDatetime,
     Stats,
 )
 from services.api.alerts.service import alert_service
@@ -38,8 +38,8 @@ async def list_alerts(
     drone_id: Annotated[str | None, Query(pattern=SERIAL_PATTERN)] = None,
     alert_type: AlertType | None = None,
     severity: Severity | None = None,
-    since: Annotated[datetime | None, Query(description="timestamp >= since (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="timestamp <= until (ISO 8601)")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="timestamp >= since (ISO 8601)")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="timestamp <= until (ISO 8601)")] = None,
 ) -> dict[str, Any]:
     """Alerts, newest first, filtered by status, drone, type, severity and time."""
     filters = AlertFilters(

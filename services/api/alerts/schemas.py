@@ -1,15 +1,17 @@
 """Request and response bodies for alerts (seed 000 field names, snake_case).
 
-Bodies ignore fields they do not know (seed 000's own clients send a `timestamp`, and older ones
-send server-kept fields such as `response`); server-kept fields are never taken from a client.
+Bodies refuse fields they do not know (422), server-kept ones included, like every body of the
+API. They accept every field seed 000's own clients send: a `timestamp` on each message, and
+`alert_id`, `response: 1` and `image_received: 1` in the response and image bodies.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.api.drones.schemas import Serial
 from shared.models.alert import AlertStatus, AlertType, Severity
@@ -28,7 +30,19 @@ def _naive_utc(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_naive_utc)]
+def _iso_8601_only(value: Any) -> Any:
+    """pydantic would also take a number (or a numeric string) as Unix time; the schema says
+    ISO 8601, so only that is accepted."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-01T12:00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_8601_only), AfterValidator(_naive_utc)]
 
 
 class LocationIn(BaseModel):
@@ -39,7 +53,7 @@ class LocationIn(BaseModel):
 
 
 class AlertFields(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     alert_type: AlertType
     score: Score
@@ -67,21 +81,27 @@ class DroneAlertData(AlertFields):
 class AlertResponseBody(BaseModel):
     """`PUT /api/alerts/{alert_id}/response`, and `data` of an application's `response`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     actions: list[Action] = Field(max_length=100)
     response: Literal[1] = Field(1, description="1: responded (the only value seed 000 sends)")
-    alert_id: AlertId | None = Field(None, description="Optional; must match the path")
+    alert_id: AlertId | None = Field(
+        None, description="Seed clients echo it; the path decides which alert"
+    )
+    timestamp: UtcDatetime | None = Field(None, description="Sent by seed clients; not stored")
 
 
 class AlertImageBody(BaseModel):
     """`PUT /api/alerts/{alert_id}/image`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     image_url: ImageUrl
     image_received: Literal[1] = 1
-    alert_id: AlertId | None = Field(None, description="Optional; must match the path")
+    alert_id: AlertId | None = Field(
+        None, description="Seed clients echo it; the path decides which alert"
+    )
+    timestamp: UtcDatetime | None = Field(None, description="Sent by seed clients; not stored")
 
 
 class LocationOut(BaseModel):

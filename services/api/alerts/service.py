@@ -25,7 +25,7 @@ from services.api.alerts.schemas import (
 from services.api.devices.nudges import COMMANDS, nudge_drone
 from shared.auth import Action, Principal
 from shared.broker import Broker
-from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import EventName, PendingEvent
 from shared.logging import get_logger
 from shared.models import Alert
@@ -120,8 +120,6 @@ class AlertService:
         self, broker: Broker, principal: Principal, alert_id: str, body: AlertResponseBody
     ) -> Alert:
         """`pending -> responded`, leaving the drone's command pending in the same write."""
-        if body.alert_id is not None and body.alert_id != alert_id:
-            raise InvalidInput(f"alert_id '{body.alert_id}' in the body is not '{alert_id}'")
 
         def changes(now: datetime) -> dict[str, Any]:
             return {
@@ -156,8 +154,6 @@ class AlertService:
     ) -> Alert:
         """`responded -> completed`. `as_drone`: the drone socket it came from, which may only
         complete its own alerts."""
-        if body.alert_id is not None and body.alert_id != alert_id:
-            raise InvalidInput(f"alert_id '{body.alert_id}' in the body is not '{alert_id}'")
 
         def changes(now: datetime) -> dict[str, Any]:
             return {

@@ -8,11 +8,17 @@ Server -> device: `connection_established`, `ack`, `command`, `alert_update`, `p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.api.alerts.schemas import AlertId, AlertResponseBody, DroneAlertData, ImageUrl
+from services.api.alerts.schemas import (
+    AlertId,
+    AlertResponseBody,
+    DroneAlertData,
+    ImageUrl,
+    UtcDatetime,
+)
 from shared.events import format_timestamp, iso_now
 from shared.models import Alert
 
@@ -22,28 +28,32 @@ MAX_FRAME_CHARS = 64 * 1024
 class AlertFrame(BaseModel):
     """`{"type": "alert", "data": {alert_type, score, location, drone_id, description}}`"""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["alert"]
     data: DroneAlertData
 
 
 class ResponseFrame(BaseModel):
     """`{"type": "response", "alert_id": "...", "data": {"actions": [...], "response": 1}}`"""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["response"]
     alert_id: AlertId
     data: AlertResponseBody
 
 
 class ImageData(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     alert_id: AlertId
     image_url: ImageUrl
+    timestamp: UtcDatetime | None = None  # seed 000's drone sends it; not stored
 
 
 class ImageFrame(BaseModel):
     """`{"type": "image", "data": {"alert_id": "...", "image_url": "..."}}`"""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["image"]
     data: ImageData
 
 

@@ -98,6 +98,24 @@ async def test_drone_image_completes_the_alert_for_everyone(api: Api, drone_id: 
     assert updates[2]["data"]["image_url"] == "http://localhost:8000/uploads/image.jpg"
 
 
+async def test_seed_drone_clients_own_messages_are_accepted(api: Api, drone_id: str) -> None:
+    """seed 000's drone client adds a naive `timestamp` to its alert and image messages."""
+    drone = await api.drone(drone_id)
+    alert = alert_message(drone_id)
+    alert["data"]["timestamp"] = "2026-03-04T05:06:07.089000"
+    ack = await drone.request(alert)
+    assert ack["type"] == "ack", ack
+    assert ack["data"]["timestamp"] == "2026-03-04T05:06:07.089Z"
+    alert_id = ack["alert_id"]
+    await api.http.put(f"/api/alerts/{alert_id}/response", json={"actions": ["a"]})
+    await drone.wait_for("command")
+    image = {
+        "type": "image",
+        "data": {"alert_id": alert_id, "image_url": "u", "timestamp": "2026-03-04T05:07:00"},
+    }
+    assert (await drone.request(image))["data"]["status"] == "completed"
+
+
 async def test_seed_clients_ping_gets_pong(api: Api, drone_id: str) -> None:
     drone = await api.drone(drone_id)
     reply = await drone.request({"type": "ping", "data": {"drone_id": drone_id}})

@@ -49,6 +49,11 @@ DRONE_MISTAKES: list[tuple[str, Any, str]] = [
         {"type": "alert", "data": {**SEED_ALERT["data"], "drone_id": "drone_999"}},
         "Forbidden",
     ),
+    (
+        "alert with a field no alert has",
+        {"type": "alert", "data": {**SEED_ALERT["data"], "status": "completed"}},
+        "ValidationError",
+    ),
     ("image without alert_id", {"type": "image", "data": {"image_url": "u"}}, "ValidationError"),
     (
         "image for an unknown alert",
