@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from services.api.devices.presence import presence_service
 from tests.conftest import make_settings
 from tests.fixtures.devices import (
     FAST_PRESENCE,
@@ -168,6 +169,22 @@ async def test_reconnecting_within_the_grace_period_does_not_flap(api: Api, dron
     await again.close()
 
 
+async def test_late_reports_about_an_older_connection_change_nothing(
+    api: Api, drone_id: str
+) -> None:
+    """What an old replica may say about its socket after the drone reconnected elsewhere."""
+    first = await api.drone(drone_id)
+    old_session = first.of_type("connection_established")[0]["session"]
+    await first.close()
+    second = await api.drone(drone_id)
+    await presence_service.closed(api.broker, drone_id, old_session, "closed", grace=0)
+    await presence_service.closed(api.broker, drone_id, old_session, "closed", grace=0.05)
+    await presence_service.lost(api.broker, drone_id, old_session, "heartbeat_timeout")
+    await asyncio.sleep(FAST_PRESENCE["presence_grace_seconds"] * 2)
+    assert [e["event"] for e in api.presence(drone_id)] == ["drone.online"]
+    await second.close()
+
+
 async def test_half_open_drone_is_closed_and_marked_offline(api: Api, drone_id: str) -> None:
     drone = await api.drone(drone_id)
     await drone.wait_for("ping")  # it answers pings, so silence now means half-open
@@ -181,6 +198,25 @@ async def test_half_open_drone_is_closed_and_marked_offline(api: Api, drone_id: 
     assert offline["data"]["reason"] == "heartbeat_timeout"
     assert took <= FAST_PRESENCE["device_heartbeat_timeout"] + 0.3
     await drone.close()
+
+
+async def test_a_command_written_to_a_half_open_drone_is_delivered_again_on_reconnect(
+    api: Api, drone_id: str
+) -> None:
+    drone = await api.drone(drone_id)
+    await drone.wait_for("ping")
+    alert_id = await api.alert_via_rest(drone_id)
+    await asyncio.sleep(0.05)
+    drone.go_silent()  # vanished, but the server's writes still succeed into the socket buffer
+    await api.http.put(f"/api/alerts/{alert_id}/response", json={"actions": ["land"]})
+    await api.presence_events(drone_id, 2)  # marked offline: half-open
+    back = await api.drone(drone_id)
+    [command] = await back.wait_for("command")
+    assert command["alert_id"] == alert_id and command["actions"] == ["land"]
+    await asyncio.sleep(0.1)
+    assert len(back.of_type("command")) == 1
+    await drone.close()
+    await back.close()
 
 
 async def test_a_client_that_never_answers_pings_is_not_cut_off(api: Api, drone_id: str) -> None:
