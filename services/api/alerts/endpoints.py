@@ -14,13 +14,13 @@ from services.api.alerts.schemas import (
     AlertList,
     AlertOut,
     AlertResponseBody,
-    IsoDatetime,
     Stats,
 )
 from services.api.alerts.service import alert_service
 from services.api.deps import BrokerDep, PageDep
 from services.api.devices.deps import DeviceHubDep, RuntimeDep
 from services.api.drones.schemas import SERIAL_PATTERN
+from services.api.schemas import IsoDatetime
 from services.api.security import CanRaiseAlerts, CanRead, CanRespond
 from shared.models.alert import AlertStatus, AlertType, Severity
 

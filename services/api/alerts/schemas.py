@@ -7,13 +7,13 @@ API. They accept every field seed 000's own clients send: a `timestamp` on each 
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.drones.schemas import Serial
+from services.api.schemas import UtcDatetime, naive_utc
 from shared.models.alert import AlertStatus, AlertType, Severity
 
 AlertId = Annotated[str, Field(min_length=1, max_length=100, description="Server-made alert id")]
@@ -21,28 +21,6 @@ Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
 Action = Annotated[str, Field(min_length=1, max_length=200)]
 ImageUrl = Annotated[str, Field(min_length=1, max_length=2048)]
 Text = Annotated[str, Field(max_length=2000)]
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    """Store UTC without tzinfo (what MongoDB hands back); a naive time is taken as UTC."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def _iso_8601_only(value: Any) -> Any:
-    """pydantic would also take a number (or a numeric string) as Unix time; the schema says
-    ISO 8601, so only that is accepted."""
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _ISO_DATE.match(value):
-        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-01T12:00:00Z")
-    return value
-
-
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
-UtcDatetime = Annotated[datetime, BeforeValidator(_iso_8601_only), AfterValidator(_naive_utc)]
 
 
 class LocationIn(BaseModel):
@@ -149,9 +127,9 @@ class AlertFilters(BaseModel):
                 query[field] = str(value)
         window: dict[str, datetime] = {}
         if self.since is not None:
-            window["$gte"] = _naive_utc(self.since)
+            window["$gte"] = naive_utc(self.since)
         if self.until is not None:
-            window["$lte"] = _naive_utc(self.until)
+            window["$lte"] = naive_utc(self.until)
         if window:
             query["timestamp"] = window
         return query

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from services.api.deps import BrokerDep, PageDep, SettingsDep
 from services.api.drones.schemas import SERIAL_PATTERN
+from services.api.schemas import UtcDatetime
 from services.api.security import CanManageTasks, CanRead
 from services.api.tasks.schemas import (
     ResultList,
@@ -52,8 +52,12 @@ async def list_tasks(
     app_id: Annotated[str | None, Query(max_length=64)] = None,
     status: TaskStatus | None = None,
     task_type: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[datetime | None, Query(description="created_at >= since")] = None,
-    until: Annotated[datetime | None, Query(description="created_at <= until")] = None,
+    since: Annotated[
+        UtcDatetime | None, Query(description="created_at >= since (ISO 8601)")
+    ] = None,
+    until: Annotated[
+        UtcDatetime | None, Query(description="created_at <= until (ISO 8601)")
+    ] = None,
 ) -> dict[str, Any]:
     """Tasks, newest first, filtered by drone, application, status, type and time."""
     filters = TaskFilters(

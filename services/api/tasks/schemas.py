@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from services.api.drones.schemas import Serial
+from services.api.schemas import StorableDocument, UtcDatetime
 from shared.models.task import TaskStatus
 
 AppId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the application")]
@@ -23,7 +24,7 @@ class TaskCreate(BaseModel):
     app_id: AppId
     drone_id: Serial
     task_type: TaskType
-    input_data: dict[str, Any] = Field(default_factory=dict)
+    input_data: StorableDocument = Field(default_factory=dict)
     priority: int = Field(3, ge=1, le=5, description="1 low .. 5 critical")
     deadline_seconds: float | None = Field(
         None, gt=0, le=7 * 24 * 3600, description="fail if still pending after this long"
@@ -101,7 +102,7 @@ class StatusReport(BaseModel):
 
     task_id: TaskId
     status: TaskStatus = TaskStatus.PROCESSING
-    additional_data: dict[str, Any] = Field(default_factory=dict)
+    additional_data: StorableDocument = Field(default_factory=dict)
 
 
 class ResultReport(BaseModel):
@@ -111,8 +112,8 @@ class ResultReport(BaseModel):
 
     task_id: TaskId
     drone_id: Serial | None = None
-    result_data: dict[str, Any] = Field(default_factory=dict)
+    result_data: StorableDocument = Field(default_factory=dict)
     processing_time: float | None = Field(None, ge=0)
     success: StrictBool = True
     error_message: str | None = Field(None, max_length=2000)
-    timestamp: datetime | None = None
+    timestamp: UtcDatetime | None = None

@@ -210,7 +210,8 @@ class TaskService:
     async def report_status(
         self, broker: Broker, drone_id: str, report: StatusReport
     ) -> ProcessingTask:
-        """The drone acknowledges a task (or reports progress): `processing`, heartbeat now."""
+        """The drone acknowledges a task (or reports progress): `processing`, heartbeat now.
+        A pending task may be taken too: seed 003 lets drones poll their pending tasks."""
         if report.status is not TaskStatus.PROCESSING:
             raise InvalidInput(
                 "a drone reports status 'processing' (with progress in additional_data); "
@@ -224,7 +225,7 @@ class TaskService:
         moved = await self.move(
             broker,
             task,
-            IN_FLIGHT,
+            (TaskStatus.PENDING, *IN_FLIGHT),
             changes,
             lambda after: status_event(after, additional_data=report.additional_data),
         )
