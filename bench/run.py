@@ -45,6 +45,8 @@ REPO = os.path.dirname(BENCH)
 RESULTS = os.path.join(BENCH, "results")
 LOGS = os.path.join(RESULTS, "logs")
 LOADGEN = os.path.join(BENCH, "loadgen", "loadgen.js")
+CRECEIVER_SRC = os.path.join(BENCH, "loadgen", "creceiver.c")
+CRECEIVER = os.path.join(BENCH, "loadgen", "creceiver")
 PUBLISH_LUA = os.path.join(REPO, "shared", "broker", "publish.lua")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 SERVER_CPU, CLIENT_CPU = "0", "1"
@@ -103,6 +105,16 @@ IMPLS = {
         "node-socketio", f"node {BENCH}/peers/node-socketio/server.js", "raw"
     ),
 }
+
+
+def build_creceiver() -> bool:
+    """Compile the C receiving clients (--client c) when missing or stale."""
+    if os.path.exists(CRECEIVER) and os.path.getmtime(CRECEIVER) >= os.path.getmtime(CRECEIVER_SRC):
+        return True
+    cc = subprocess.run(["cc", "-O2", "-o", CRECEIVER, CRECEIVER_SRC], capture_output=True)
+    if cc.returncode != 0:
+        log(f"cannot build {CRECEIVER_SRC}: {cc.stderr.decode()[:500]}")
+    return cc.returncode == 0
 
 
 def log(msg: str) -> None:
@@ -410,6 +422,8 @@ def measure(
             PUBLISH_LUA,
             "--client",
             client or args.client,
+            "--creceiver",
+            CRECEIVER,
             *extra,
             *lg_args,
         ]
@@ -560,7 +574,8 @@ def sc_latency(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]
 def sc_capacity(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
     out = []
     for impl in impls:
-        out += measure(a, impl, ["--test", "capacity", "--mode", "all", "--steps", a.steps], "cap")
+        lg = ["--test", "capacity", "--mode", "all", "--steps", a.steps]
+        out += measure(a, impl, lg, "cap", client="tcp" if a.client == "c" else a.client)
     return out
 
 
@@ -592,7 +607,8 @@ def sc_patch(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
         "--duration",
         str(a.duration),
     ]
-    return measure(a, impl, lg, "patch", with_api=True)
+    client = "tcp" if a.client == "c" else a.client
+    return measure(a, impl, lg, "patch", with_api=True, client=client)
 
 
 def sc_replicas(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
@@ -703,9 +719,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--client",
-        choices=["raw", "sio"],
-        default="raw",
-        help="loadgen client: raw (lean, on `ws`) or sio (official socket.io-client)",
+        choices=["c", "tcp", "raw", "sio"],
+        default="c",
+        help="loadgen clients for fanout runs: c (C epoll receiver, the cheapest), tcp (lean, "
+        "bare socket), raw (lean, on `ws`) or sio (the official socket.io-client); capacity and "
+        "patch runs use tcp instead of c",
     )
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=10)
@@ -731,6 +749,9 @@ def main() -> None:
     )
     ap.add_argument("--quiet-wait", type=float, default=300, help="longest wait for quiet, s")
     a = ap.parse_args()
+    if a.client == "c" and not build_creceiver():
+        log("falling back to --client tcp")
+        a.client = "tcp"
     names = a.impl or (["node-socketio", "dronecast"] if a.scenario == "suite" else ["dronecast"])
     impls = [IMPLS[n](a) for n in names]
     log(f"RLIMIT_NOFILE {raise_nofile()}")

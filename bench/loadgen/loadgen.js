@@ -13,6 +13,12 @@
 //                   the frame without decoding the whole JSON. Several times cheaper per message,
 //                   so the server, not the loadgen, saturates. --client sio (default) is the
 //                   official socket.io-client.
+//   --client tcp    the same lean client on a bare TCP socket: WebSocket handshake and frame
+//                   parsing done here (text, ping/pong, close), no stream machinery per
+//                   message.
+//   --client c      the receiving clients in C on one epoll loop (creceiver.c, --creceiver
+//                   PATH to its binary); this process still publishes and orchestrates. By far
+//                   the cheapest per message, so the server is what saturates.
 //
 // Opens N socket.io-client connections (websocket transport only) to a gateway,
 // waits for the server's `connected` event, subscribes each client ({all:true} or
@@ -64,7 +70,8 @@ const opt = {
   serverPids: A['server-pid'] ? String(A['server-pid']).split(',').map(Number) : [],
   urls: A.urls ? String(A.urls).split(',') : null,
   publish: A.publish || 'raw', // raw | lua
-  client: A.client || 'sio', // sio | raw
+  client: A.client || 'sio', // sio | raw | tcp | c
+  creceiver: A.creceiver || null,
   luaScript: A['lua-script'] || null,
   retentionMs: Number(A['retention-ms'] || 600000),
   maxEvents: Number(A['max-events'] || 100000),
@@ -290,7 +297,8 @@ function openRawClient(i, cb) {
   const t0 = now();
   if (opt.mode === 'targeted') clientSerial[i] = i % SERIALS.length;
   const base = (opt.urls ? opt.urls[i % opt.urls.length] : opt.url).replace(/^http/, 'ws');
-  const ws = new WebSocket(`${base}${opt.path.replace(/\/$/, '')}/?EIO=4&transport=websocket`, { perMessageDeflate: false });
+  const ws = new WebSocket(`${base}${opt.path.replace(/\/$/, '')}/?EIO=4&transport=websocket`,
+    { perMessageDeflate: false, skipUTF8Validation: true });
   sockets[i] = { disconnect: () => { try { ws.close(); } catch (e) { /* closed */ } } };
   let finished = false;
   const hardTimer = setTimeout(() => finish(false, 'timeout'), opt.connectTimeoutMs + 5000);
@@ -320,8 +328,81 @@ function openRawClient(i, cb) {
   });
 }
 
+const net = require('net');
+function maskedFrame(opcode, text) {
+  const payload = Buffer.from(text);
+  if (payload.length > 125) throw new Error('client frame too long');
+  const f = Buffer.alloc(6 + payload.length); // zero mask key: the payload goes as it is
+  f[0] = 0x80 | opcode; f[1] = 0x80 | payload.length;
+  payload.copy(f, 6);
+  return f;
+}
+const PONG3 = maskedFrame(1, '3');
+function openTcpClient(i, cb) {
+  const t0 = now();
+  if (opt.mode === 'targeted') clientSerial[i] = i % SERIALS.length;
+  const u = new URL(opt.urls ? opt.urls[i % opt.urls.length] : opt.url);
+  const sock = net.connect({ host: u.hostname, port: Number(u.port) });
+  sock.setNoDelay(true);
+  sockets[i] = { disconnect: () => sock.destroy() };
+  let finished = false; let upgraded = false; let rest = null;
+  const hardTimer = setTimeout(() => finish(false, 'timeout'), opt.connectTimeoutMs + 5000);
+  function finish(ok, why) {
+    if (finished) return;
+    finished = true; clearTimeout(hardTimer);
+    if (ok) connectLat.push(now() - t0);
+    else { connectFailed++; connectErrors.set(why, (connectErrors.get(why) || 0) + 1); }
+    cb(ok);
+  }
+  sock.on('connect', () => {
+    sock.write(`GET ${opt.path.replace(/\/$/, '')}/?EIO=4&transport=websocket HTTP/1.1\r\nHost: ${u.host}\r\n` +
+      'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+      'Sec-WebSocket-Version: 13\r\n\r\n');
+  });
+  function onText(buf) {
+    const what = rawMessage(i, buf);
+    if (what === null) return;
+    if (what === 'ping') { sock.write(PONG3); return; }
+    if (what === 'connected' && !finished) {
+      sock.write(maskedFrame(1, `42["subscribe",${JSON.stringify(subPayload(i))}]`));
+      clientOk[i] = 1;
+      finish(true);
+    }
+  }
+  sock.on('data', (chunk) => {
+    let buf = rest === null ? chunk : Buffer.concat([rest, chunk]);
+    rest = null;
+    let p = 0;
+    if (!upgraded) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) { rest = buf; return; }
+      if (buf.latin1Slice(0, 12) !== 'HTTP/1.1 101') { finish(false, `handshake ${buf.latin1Slice(0, 40)}`); sock.destroy(); return; }
+      upgraded = true; p = end + 4;
+      sock.write(maskedFrame(1, '40'));
+    }
+    const n = buf.length;
+    while (p + 2 <= n) {
+      const b0 = buf[p]; let len = buf[p + 1] & 0x7f; let h = 2;
+      if (len === 126) { if (p + 4 > n) break; len = buf.readUInt16BE(p + 2); h = 4; }
+      else if (len === 127) { if (p + 10 > n) break; len = Number(buf.readBigUInt64BE(p + 2)); h = 10; }
+      if (p + h + len > n) break;
+      const op = b0 & 0x0f; const start = p + h; p = start + len;
+      if (op === 1) onText(buf.subarray(start, p));
+      else if (op === 9) { const pl = buf.subarray(start, p); const f = Buffer.alloc(6 + pl.length); f[0] = 0x8a; f[1] = 0x80 | pl.length; pl.copy(f, 6); sock.write(f); }
+      else if (op === 8) { sock.destroy(); return; }
+    }
+    if (p < n) rest = buf.subarray(p);
+  });
+  sock.on('error', (e) => finish(false, `error: ${e && e.message}`));
+  sock.on('close', () => {
+    if (!closing && clientOk[i]) { unexpectedDisconnects++; clientOk[i] = 0; if (unexpectedDisconnects <= 5) log(`client ${i} closed`); }
+    finish(false, 'closed');
+  });
+}
+
 function openClient(i, cb) {
   if (opt.client === 'raw') { openRawClient(i, cb); return; }
+  if (opt.client === 'tcp') { openTcpClient(i, cb); return; }
   const t0 = now();
   if (opt.mode === 'targeted') clientSerial[i] = i % SERIALS.length;
   const s = io(opt.urls ? opt.urls[i % opt.urls.length] : opt.url, {
@@ -462,7 +543,115 @@ async function waitNumpat() {
 function pct(sorted, n, q) { return n ? sorted[Math.min(n - 1, Math.floor(q * (n - 1)))] : null; }
 
 // ---------------------------------------------------------------- tests
+// ---------------------------------------------------------------- C receiver (--client c)
+class CReceiver {
+  constructor() {
+    const { spawn } = require('child_process');
+    const u = (opt.urls || [opt.url]).map((x) => new URL(x).port).join(',');
+    this.p = spawn(opt.creceiver, [u, opt.path.replace(/\/$/, ''), String(opt.clients), opt.mode, String(SERIALS.length)],
+      { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.lines = []; this.waiters = []; let buf = '';
+    this.p.stdout.on('data', (d) => {
+      buf += d.toString();
+      let k;
+      while ((k = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, k); buf = buf.slice(k + 1);
+        const w = this.waiters.shift();
+        if (w) w(line); else this.lines.push(line);
+      }
+    });
+  }
+  next() { return this.lines.length ? Promise.resolve(this.lines.shift()) : new Promise((r) => this.waiters.push(r)); }
+  send(cmd) { this.p.stdin.write(cmd + '\n'); }
+  async ask(cmd) { this.send(cmd); return this.next(); }
+}
+
+async function fanoutC() {
+  const cr = new CReceiver();
+  cr.send(`T ${now()}`);
+  const tc0 = now();
+  const ready = (await cr.next()).split(' ');
+  const connectS = (now() - tc0) / 1000;
+  const nOk = Number(ready[1]); connectFailed = Number(ready[2]);
+  log(`C receiver: ${nOk}/${opt.clients} subscribed in ${connectS.toFixed(2)} s`);
+  // probe until every client saw one (the subscribe emits are in flight when READY comes)
+  probeRound++;
+  const serialIdx = opt.mode === 'all' ? [0] : SERIALS.map((_, k) => k);
+  let seen = 0; let iter = 0; const tp0 = now();
+  while (seen < nOk && now() - tp0 < opt.probeTimeoutMs) {
+    for (const k of serialIdx) {
+      sendEvent(SERIALS[k], { bseq: -1, bprobe: probeRound, biter: iter, bts: now(), serial: SERIALS[k], kind: 'probe' }).catch(() => { publishErrors++; });
+    }
+    iter++;
+    const tEnd = now() + 250;
+    while (now() < tEnd) { await sleep(10); seen = Number((await cr.ask(`Q ${probeRound}`)).split(' ')[2]); if (seen >= nOk) break; }
+  }
+  log(`probe: ${seen}/${nOk} confirmed after ${iter} round(s)`);
+  await sleep(300);
+  const total = Math.round(opt.rate * opt.duration);
+  const sampler = new Sampler(opt.serverPids).start();
+  const rsampler = new Sampler(opt.redisPid).start();
+  const self = new SelfCpu().start();
+  const crs = new Sampler(cr.p.pid).start();
+  cr.send('M 1');
+  const tPub0 = performance.now(); const tPub0abs = now();
+  await new Promise((resolve) => {
+    const tick = () => {
+      const el = performance.now() - tPub0;
+      let due = Math.min(total, Math.floor((el / 1000) * opt.rate) + 1) - gseq;
+      while (due-- > 0) publishEvent();
+      if (gseq >= total) { resolve(); return; }
+      const nextAt = (gseq / opt.rate) * 1000;
+      setTimeout(tick, Math.max(0, nextAt - (performance.now() - tPub0) - 0.5));
+    };
+    tick();
+  });
+  const tPubEnd = now();
+  const publishWallS = (tPubEnd - tPub0abs) / 1000 + 1 / opt.rate;
+  const expected = opt.mode === 'all' ? gseq * nOk : null;
+  let drainCapped = false;
+  while (true) {
+    await sleep(50);
+    const [, d, ago] = (await cr.ask('D')).split(' ').map(Number);
+    if (expected !== null && d >= expected) break;
+    if (now() - tPubEnd > opt.drainMaxMs) { drainCapped = true; break; }
+    if (now() - tPubEnd > opt.drainIdleMs && (ago < 0 || ago > opt.drainIdleMs)) break;
+  }
+  const tEnd = now();
+  cr.send('M 0');
+  const srv = sampler.stop(); const rds = rsampler.stop(); const lgCpu = self.stop(); const crCpu = crs.stop();
+  const rep = JSON.parse(await cr.ask(`R ${gseq} ${Array.from(publishedPerSerial).join(',')}`));
+  cr.send('X');
+  const spanS = rep.c_last_recv > 0 ? Math.max(opt.duration, (rep.c_last_recv - tPub0abs) / 1000) : null;
+  const ratio = rep.c_expected ? rep.c_delivered / rep.c_expected : null;
+  const res = {
+    impl: opt.impl, test: 'fanout', clients: opt.clients, connected: rep.c_connected, mode: opt.mode,
+    serials: SERIALS.length, rate: opt.rate, duration: opt.duration,
+    published: gseq, publish_wall_s: r1(publishWallS), publish_actual_rate: r1(gseq / publishWallS),
+    expected: rep.c_expected, delivered: rep.c_delivered, lost: rep.c_lost, delivered_ratio: r1(ratio),
+    clients_with_loss: rep.c_clients_with_loss, seq_gaps: rep.c_seq_gaps, dup_or_ooo: rep.c_dup_or_ooo,
+    offered_deliveries_per_s: r1(rep.c_expected / opt.duration),
+    deliveries_per_s: spanS ? r1(rep.c_delivered / spanS) : 0,
+    p50_ms: r1(rep.c_p50), p90_ms: r1(rep.c_p90), p99_ms: r1(rep.c_p99), p999_ms: r1(rep.c_p999),
+    max_ms: r1(rep.c_max), mean_ms: r1(rep.c_mean),
+    server_rss_mb: srv ? r1(srv.peakRssMb) : null, server_rss_start_mb: srv ? r1(srv.startRssMb) : null,
+    server_cpu_pct: srv ? r1(srv.cpuPct) : null, server_procs: srv ? srv.procs : null,
+    // the receiving clients run in the C process: its CPU is the loadgen's bottleneck
+    loadgen_cpu_pct: r1(crCpu ? crCpu.cpuPct : null), loadgen_publisher_cpu_pct: r1(lgCpu),
+    loadgen_bound: (crCpu && crCpu.cpuPct >= 90) || (lgCpu !== null && lgCpu >= 90),
+    loadgen_rss_mb: r1(process.memoryUsage().rss / 1048576),
+    redis_cpu_pct: rds ? r1(rds.cpuPct) : null,
+    connect_s: r1(connectS), connect_failed: connectFailed, probe_confirmed: seen,
+    drain_s: r1((tEnd - tPubEnd) / 1000), drain_capped: drainCapped,
+    unexpected_disconnects: rep.c_unexpected, bad_payload: rep.c_bad, stray: rep.c_stray,
+    publish_errors: publishErrors, publish: opt.publish, client: opt.client,
+    saturated: ratio === null || ratio < 0.99 || rep.c_p99 > 1000 || connectFailed > 0,
+  };
+  process.stdout.write(JSON.stringify(res) + '\n');
+}
+
 async function fanout() {
+  if (opt.client === 'c') { await fanoutC(); return; }
   const tc0 = now();
   await connectRange(0, opt.clients);
   const connectS = (now() - tc0) / 1000;

@@ -136,10 +136,10 @@ class Hub:
             lane = client.lane
             if lane is not None and lane.direct:
                 pending = lane.pending
-                if pending is None:
-                    lane.push(ws)
+                if pending.__class__ is bytearray:
+                    pending += ws
                 else:
-                    pending.append(ws)
+                    lane.push(ws)
                 delivered += 1
             elif client.cut_off:
                 continue

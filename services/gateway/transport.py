@@ -154,7 +154,10 @@ class Lane:
             self.queue.lane = self
         self.proto: Any = None
         self.transport: Any = None
-        self.pending: list[bytes] | None = None
+        # Frames waiting for the end of the tick: one frame's bytes as they are (shared by all
+        # recipients, no copy), or a bytearray once a second frame joins. Neither is tracked
+        # by the garbage collector, so a broadcast allocates no GC object per recipient.
+        self.pending: bytes | bytearray | None = None
         self.resolved = False
         # True while frames may skip the queue: the queue is empty, its writer idle, the
         # transport not paused. Cleared by the queue and by `flush`; see `reopen`.
@@ -183,10 +186,14 @@ class Lane:
         """Append a WebSocket frame to the direct lane (only while `direct`)."""
         pending = self.pending
         if pending is None:
-            self.pending = [ws]
+            self.pending = ws
             self.sink.dirty(self)
+        elif pending.__class__ is bytearray:
+            pending += ws
         else:
-            pending.append(ws)
+            joined = bytearray(pending)
+            joined += ws
+            self.pending = joined
 
     def _resolve(self) -> None:
         """Find the client's WebSocket connection once engine.io has upgraded to it."""
@@ -227,12 +234,12 @@ class Lane:
         if proto.close_sent or proto.disconnected or self.transport.is_closing():
             self.direct = False
             return
-        self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        self.transport.write(pending)
         if not proto.writable.is_set():  # the transport paused: queue (bounded) from now on
             self.direct = False
 
     def discard(self) -> int:
-        dropped = len(self.pending) if self.pending is not None else 0
+        dropped = 0 if self.pending is None else 1  # at least one frame; the count is a log hint
         self.pending = None
         self.direct = False
         return dropped
