@@ -33,7 +33,7 @@ ACTIONS = {
 
 def ws_url(http_url: str, path: str, token: str | None) -> str:
     base = http_url.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-    return f"{base}{path}" + (f"?token={token}" if token else "")
+    return f"{base}{path}?welcome=1" + (f"&token={token}" if token else "")
 
 
 def say(*parts: Any) -> None:

@@ -67,15 +67,28 @@ class TimeoutSweeper:
                     task.last_heartbeat_at is not None and task.last_heartbeat_at < heartbeat_cutoff
                 ),
             )
+        default_cutoff = now - timedelta(seconds=self.settings.task_default_deadline_seconds)
+
+        def past_deadline(task: ProcessingTask) -> bool:
+            if task.deadline_at is not None:
+                return task.deadline_at < now
+            return task.created_at < default_cutoff
+
         for task_id in await self.repository.find_ids(
-            {"status": TaskStatus.PENDING.value, "deadline_at": {"$lt": now}}
+            {
+                "status": TaskStatus.PENDING.value,
+                "$or": [
+                    {"deadline_at": {"$lt": now}},
+                    {"deadline_at": None, "created_at": {"$lt": default_cutoff}},
+                ],
+            }
         ):
             await self._expire(
                 task_id,
                 TaskStatus.PENDING,
                 "deadline",
                 "still pending at its deadline",
-                lambda task: task.deadline_at is not None and task.deadline_at < now,
+                past_deadline,
             )
         return requeued
 

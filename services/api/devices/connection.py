@@ -72,6 +72,10 @@ class Connection:
         # socket is half-open. Clients that never answer our pings (seed 000's own) are left to
         # the WebSocket protocol's pings, which the server (uvicorn) sends and enforces.
         self.heartbeat_tracked = False
+        # Speaks DroneCast's additions to the seeds' protocol (asked for `?welcome=1`, or sent a
+        # `ping`): only then does the server send its own `ping` messages. Seed clients read
+        # every message as the one they wait for, and rely on the WebSocket protocol's pings.
+        self.extended = False
         self.close_reason: CloseReason | None = None
         # Who the socket speaks as (ANONYMOUS_ADMIN when AUTH_ENABLED=false).
         self.principal: Principal = ANONYMOUS_ADMIN

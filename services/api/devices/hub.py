@@ -37,7 +37,13 @@ from services.api.devices.schemas import (
     ping_message,
     welcome_message,
 )
+from services.api.devices.tasks import (
+    application_messages,
+    deliver_tasks,
+    task_cancelled_message,
+)
 from services.api.drones.schemas import Serial
+from services.api.tasks.repository import task_repository
 from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify_token
 from shared.broker import Broker, Subscription
 from shared.broker.base import FROM_START, id_after
@@ -48,8 +54,9 @@ from shared.channels import (
     parse_device_nudge_channel,
 )
 from shared.errors import DroneCastError, InvalidInput, Unauthorized
-from shared.events import PublishedEvent
+from shared.events import EventName, PublishedEvent
 from shared.logging import get_logger
+from shared.models.task import TaskStatus
 from shared.runtime import Runtime
 from shared.settings import Settings
 
@@ -86,6 +93,7 @@ class DeviceHub:
         self._last_event_id = await self.broker.latest_id()
         self._subscription = self.broker.subscription(self._on_bus, self._on_resume)
         await self._subscription.add(drone_kind_pattern(ChannelKind.INCIDENT))
+        await self._subscription.add(drone_kind_pattern(ChannelKind.TASK))
         self._last_renewal = time.monotonic()
         self._ticker = asyncio.create_task(self._tick_forever(), name="device-hub-ticker")
         log.info("device_hub_started", replica=self.replica_id)
@@ -140,15 +148,19 @@ class DeviceHub:
         connection = Connection(websocket, kind, device_id, self.settings.device_queue_limit)
         connection.principal = principal
         writer = asyncio.create_task(connection.write_forever())
-        connection.send(
-            welcome_message(
-                kind.value,
-                device_id,
-                connection.session,
-                self.settings.device_ping_interval,
-                self.settings.device_heartbeat_timeout,
+        # Only on request (`?welcome=1`): seed 003's clients read their first message as the
+        # task (or result) they wait for, so nothing else may come first unasked.
+        if websocket.query_params.get("welcome") in ("1", "true"):
+            connection.extended = True
+            connection.send(
+                welcome_message(
+                    kind.value,
+                    device_id,
+                    connection.session,
+                    self.settings.device_ping_interval,
+                    self.settings.device_heartbeat_timeout,
+                )
             )
-        )
         self._active.add(connection)
         self._idle.clear()
         try:
@@ -263,6 +275,7 @@ class DeviceHub:
         )
         log.info("drone_connected", drone_id=drone_id, session=connection.session)
         self._spawn(self.deliver_commands(connection), "deliver-commands")
+        self._spawn(deliver_tasks(connection), "deliver-tasks")
 
     async def _detach(self, connection: Connection) -> None:
         if connection.kind is DeviceKind.APPLICATION:
@@ -326,6 +339,9 @@ class DeviceHub:
             if not id_after(event.id, self._last_event_id):
                 return  # already relayed (gap fill overlapping the live stream)
             self._last_event_id = event.id
+        if event.channel.endswith(f":{ChannelKind.TASK.value}"):
+            self._on_task_event(event)
+            return
         if not self.applications:
             return
         serial = event.serial or ""
@@ -342,6 +358,26 @@ class DeviceHub:
         for connection in list(self.applications.values()):
             if connection.principal.may_see(serial):
                 connection.send_text(text)
+
+    def _on_task_event(self, event: PublishedEvent) -> None:
+        envelope = event.to_dict()
+        name, data = envelope.get("event", ""), envelope.get("data") or {}
+        task = data.get("task") or {}
+        drone = self.drones.get(task.get("drone_id", ""))
+        if drone is not None:
+            if name == EventName.TASK_DISPATCHED.value:
+                self._spawn(deliver_tasks(drone), "deliver-tasks")
+            elif data.get("status") == TaskStatus.CANCELLED.value and data.get("was_delivered"):
+                drone.send(task_cancelled_message(task, data.get("reason") or "cancelled"))
+        if not self.applications:
+            return
+        messages = application_messages(name, data)
+        if not messages:
+            return
+        for connection in list(self.applications.values()):
+            if connection.device_id == task.get("app_id"):
+                for message in messages:
+                    connection.send(message)
 
     def _on_nudge(self, drone_id: str, nudge: dict[str, Any]) -> None:
         connection = self.drones.get(drone_id)
@@ -371,10 +407,13 @@ class DeviceHub:
                     )
                 )
         for event in history.events:
-            if event.channel.endswith(f":{ChannelKind.INCIDENT.value}"):
+            if event.channel.endswith(
+                (f":{ChannelKind.INCIDENT.value}", f":{ChannelKind.TASK.value}")
+            ):
                 self._on_bus(event)
         for connection in list(self.drones.values()):
             self._spawn(self.deliver_commands(connection), "deliver-commands")
+            self._spawn(deliver_tasks(connection), "deliver-tasks")
 
     # --- liveness, leases, sweeps -------------------------------------------------------------
 
@@ -404,7 +443,10 @@ class DeviceHub:
                 )
                 connection.close(CloseReason.HEARTBEAT)
                 continue
-            if now - connection.last_ping >= self.settings.device_ping_interval:
+            if (
+                connection.extended
+                and now - connection.last_ping >= self.settings.device_ping_interval
+            ):
                 connection.last_ping = now
                 ping_text = ping_text or encode(ping_message())
                 connection.send_text(ping_text)
@@ -431,6 +473,13 @@ class DeviceHub:
             holder = self.drones.get(drone_id)
             if holder is not None:
                 self._spawn(self.deliver_commands(holder), "deliver-commands")
+        # The backstop for a lost `task.dispatched` event, like the commands' lost nudge.
+        for drone_id in await task_repository.drones_with_undelivered(
+            [connection.device_id for connection in drones]
+        ):
+            holder = self.drones.get(drone_id)
+            if holder is not None:
+                self._spawn(deliver_tasks(holder), "deliver-tasks")
         await presence_service.report_replica(self.replica_id, self.local_counts(), lease)
 
     # --- counts ------------------------------------------------------------------------------

@@ -21,8 +21,10 @@ from services.api.devices.schemas import (
     error_message,
     pong_message,
 )
+from services.api.tasks.schemas import ResultReport, StatusReport, TaskCreate
+from services.api.tasks.service import task_service
 from shared.broker import Broker
-from shared.errors import DroneCastError, Forbidden
+from shared.errors import DroneCastError, Forbidden, InvalidInput
 
 Reply = dict[str, Any] | None
 Handler = Callable[[Broker, Connection, dict[str, Any]], Awaitable[Reply]]
@@ -59,7 +61,54 @@ async def on_response(broker: Broker, connection: Connection, raw: dict[str, Any
     return ack_message("response", alert)
 
 
+def _data(raw: dict[str, Any]) -> dict[str, Any]:
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        raise InvalidInput('"data" must be an object')
+    return data
+
+
+async def on_task_status(broker: Broker, connection: Connection, raw: dict[str, Any]) -> Reply:
+    task = await task_service.report_status(
+        broker, connection.device_id, StatusReport.model_validate(_data(raw))
+    )
+    return {
+        "type": "ack",
+        "for": "task_status_update",
+        "task_id": task.task_id,
+        "status": task.status.value,
+    }
+
+
+async def on_processing_result(
+    broker: Broker, connection: Connection, raw: dict[str, Any]
+) -> Reply:
+    result, task = await task_service.report_result(
+        broker, connection.device_id, ResultReport.model_validate(_data(raw))
+    )
+    return {
+        "type": "ack",
+        "for": "processing_result",
+        "task_id": task.task_id,
+        "result_id": str(result.id),
+        "status": task.status.value,
+        "late": result.late,
+    }
+
+
+async def on_processing_task(broker: Broker, connection: Connection, raw: dict[str, Any]) -> Reply:
+    """An application creates a task. No reply on success: seed 003's application reads its
+    next message as the result; task_status_update and processing_result_received follow."""
+    data = dict(_data(raw))
+    data.setdefault("app_id", connection.device_id)
+    if data["app_id"] != connection.device_id:
+        raise Forbidden(f"application '{connection.device_id}' may not create tasks as another")
+    await task_service.create(broker, connection.principal, TaskCreate.model_validate(data))
+    return None
+
+
 async def on_ping(broker: Broker, connection: Connection, raw: dict[str, Any]) -> Reply:
+    connection.extended = True
     return pong_message()
 
 
@@ -69,8 +118,20 @@ async def on_pong(broker: Broker, connection: Connection, raw: dict[str, Any]) -
 
 
 HANDLERS: dict[DeviceKind, dict[str, Handler]] = {
-    DeviceKind.DRONE: {"alert": on_alert, "image": on_image, "ping": on_ping, "pong": on_pong},
-    DeviceKind.APPLICATION: {"response": on_response, "ping": on_ping, "pong": on_pong},
+    DeviceKind.DRONE: {
+        "alert": on_alert,
+        "image": on_image,
+        "task_status_update": on_task_status,
+        "processing_result": on_processing_result,
+        "ping": on_ping,
+        "pong": on_pong,
+    },
+    DeviceKind.APPLICATION: {
+        "response": on_response,
+        "processing_task": on_processing_task,
+        "ping": on_ping,
+        "pong": on_pong,
+    },
 }
 
 

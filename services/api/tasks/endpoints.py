@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.api.deps import BrokerDep, PageDep, SettingsDep
+from services.api.deps import BrokerDep, PageDep
 from services.api.drones.schemas import SERIAL_PATTERN
 from services.api.schemas import UtcDatetime
 from services.api.security import CanManageTasks, CanRead
@@ -31,13 +31,11 @@ DroneId = Annotated[str, Query(pattern=SERIAL_PATTERN)]
 
 
 async def create_task(
-    body: TaskCreate, broker: BrokerDep, principal: CanManageTasks, settings: SettingsDep
+    body: TaskCreate, broker: BrokerDep, principal: CanManageTasks
 ) -> dict[str, Any]:
     """Create a task for a drone. It waits as `pending` until the drone is connected; the worker
     then dispatches it (highest priority first, oldest first within a priority)."""
-    task = await task_service.create(
-        broker, principal, body, settings.task_default_deadline_seconds
-    )
+    task = await task_service.create(broker, principal, body)
     return {
         "task_id": task.task_id,
         "message": "Processing task created successfully",

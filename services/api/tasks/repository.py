@@ -117,6 +117,19 @@ class TaskRepository:
             .to_list()
         )
 
+    async def drones_with_undelivered(self, drone_ids: list[str]) -> list[str]:
+        if not drone_ids:
+            return []
+        drones: list[str] = await ProcessingTask.get_pymongo_collection().distinct(
+            "drone_id",
+            {
+                "drone_id": {"$in": drone_ids},
+                "status": TaskStatus.DISPATCHED.value,
+                "delivered_to": None,
+            },
+        )
+        return drones
+
     async def mark_delivered(self, task_id: str, connection: str) -> ProcessingTask | None:
         """Claim the sending of a dispatched task for one drone connection, exactly once."""
         raw = await ProcessingTask.get_pymongo_collection().find_one_and_update(

@@ -40,7 +40,7 @@ def drone_id() -> str:
 
 @pytest.mark.parametrize(
     ("query", "error"),
-    [("", "Unauthorized"), ("?token=garbage", "Unauthorized"), ("?token={other}", "NotFound")],
+    [("", "Unauthorized"), ("&token=garbage", "Unauthorized"), ("&token={other}", "NotFound")],
 )
 async def test_a_drone_socket_needs_the_drones_own_token(
     secured: Api, drone_id: str, query: str, error: str
@@ -57,7 +57,7 @@ async def test_a_drone_socket_needs_the_drones_own_token(
 async def test_a_scoped_application_hears_only_its_drones(secured: Api, drone_id: str) -> None:
     other_id = f"{drone_id}_other"
     app = DeviceClient(secured.url, "application", "app_1")
-    app.url += "?token=" + token("application", [drone_id])
+    app.url += "&token=" + token("application", [drone_id])
     await app.connect()
     for serial in (other_id, drone_id):
         drone = DeviceClient(secured.url, "drone", serial)

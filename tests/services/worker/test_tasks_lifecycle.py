@@ -43,7 +43,7 @@ async def create(rt: Runtime, drone: str = "D1", priority: int = 3, **extra: Any
     body = TaskCreate(
         app_id="App001", drone_id=drone, task_type="image_analysis", priority=priority, **extra
     )
-    return await task_service.create(rt.broker, ANONYMOUS_ADMIN, body, 3600)
+    return await task_service.create(rt.broker, ANONYMOUS_ADMIN, body)
 
 
 async def online(rt: Runtime, drone: str = "D1") -> None:
@@ -212,6 +212,15 @@ async def test_pending_past_its_deadline_fails(runtime: Runtime) -> None:
     failed = await ProcessingTask.find_one({"task_id": task.task_id})
     assert failed is not None and failed.status is TaskStatus.FAILED
     assert failed.error_message == "still pending at its deadline"
+
+
+async def test_without_its_own_deadline_the_default_applies(runtime: Runtime) -> None:
+    runtime.settings.task_default_deadline_seconds = 0.1
+    task = await create(runtime)
+    assert task.deadline_at is None
+    await asyncio.sleep(0.15)
+    await TimeoutSweeper(runtime.broker, runtime.settings).sweep()
+    assert await status_of(task) is TaskStatus.FAILED
 
 
 async def test_cancel_only_while_pending_or_dispatched(runtime: Runtime) -> None:
