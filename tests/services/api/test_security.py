@@ -225,3 +225,17 @@ def test_token_command_issues_a_token_the_api_accepts() -> None:
     assert principal.role is Role.DETECTOR
     assert principal.drones == frozenset({"A", "B"})
     assert token("admin") != printed
+
+
+async def test_auth_off_is_loud_in_health_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    async for client in client_for(make_settings(auth_enabled=False)):
+        health = (await client.get("/health")).json()
+        assert health["authEnabled"] is False
+        assert any("AUTH_ENABLED=false" in warning for warning in health["warnings"])
+    assert any(
+        "AUTH_ENABLED=false" in str(getattr(r, "fields", {}).get("detail", ""))
+        for r in caplog.records
+    )

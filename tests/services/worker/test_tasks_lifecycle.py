@@ -13,6 +13,7 @@ from services.api.devices.presence import presence_service
 from services.api.tasks.repository import task_repository
 from services.api.tasks.schemas import ResultReport, StatusReport, TaskCreate
 from services.api.tasks.service import task_service
+from services.worker import metrics
 from services.worker.routing import TaskRouter
 from services.worker.timeouts import TimeoutSweeper
 from shared.auth import ANONYMOUS_ADMIN
@@ -159,9 +160,13 @@ async def test_unacknowledged_dispatch_goes_back_then_fails(runtime: Runtime) ->
     await online(runtime)
     router = TaskRouter(runtime.broker, runtime.settings, "w1")
     sweeper = TimeoutSweeper(runtime.broker, runtime.settings)
+    retries_before = metrics.RETRIES._value.get()
+    dispatches_before = metrics.DISPATCHES._value.get()
     await router.dispatch_next_tasks("D1")
     await asyncio.sleep(0.25)
     assert await sweeper.sweep() == {"D1"}
+    assert metrics.RETRIES._value.get() == retries_before + 1
+    assert metrics.DISPATCHES._value.get() == dispatches_before + 1
     assert await status_of(task) is TaskStatus.PENDING
     await router.dispatch_next_tasks("D1")  # attempt 2 of 2
     await asyncio.sleep(0.25)
@@ -169,6 +174,8 @@ async def test_unacknowledged_dispatch_goes_back_then_fails(runtime: Runtime) ->
     failed = await ProcessingTask.find_one({"task_id": task.task_id})
     assert failed is not None and failed.status is TaskStatus.FAILED
     assert failed.error_message == "not acknowledged by the drone after 2 dispatches"
+    await sweeper.count_by_status()
+    assert metrics.TASKS.labels("failed")._value.get() == 1
 
 
 async def test_processing_without_heartbeat_fails_and_a_late_result_changes_nothing(
