@@ -8,7 +8,9 @@
  * sequence gaps, duplicates/out-of-order, latency (receive time minus bts).
  *
  * loadgen.js starts it, publishes, and talks to it over stdin/stdout, one line each:
- *   T <ms>          clock offset: loadgen's now() when it wrote the line
+ *   T               -> "T <this process's CLOCK_REALTIME in ms>" (the loadgen measures the
+ *                   offset between its clock and this one from round trips)
+ *   O <ms>          the offset to subtract from this clock
  *   Q <round>       -> "S <round> <clients that saw probe round>"
  *   M <0|1>         stop / start measuring
  *   D               -> "D <delivered> <ms since last delivery>"
@@ -233,7 +235,8 @@ static void report(char *args) {
 static void on_command(char *line) {
   switch (line[0]) {
   case 'T': { struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts);
-      offset_ms = ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6 - strtod(line + 2, NULL); break; }
+      printf("T %.6f\n", ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6); fflush(stdout); break; }
+  case 'O': offset_ms = strtod(line + 2, NULL); break;
   case 'Q': { int r = atoi(line + 2), seen = 0;
       for (int i = 0; i < N; i++) seen += C[i].state == 10 && C[i].probe_seen >= r;
       printf("S %d %d\n", r, seen); fflush(stdout); break; }

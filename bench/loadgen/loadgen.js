@@ -551,6 +551,7 @@ class CReceiver {
     this.p = spawn(opt.creceiver, [u, opt.path.replace(/\/$/, ''), String(opt.clients), opt.mode, String(SERIALS.length)],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     this.lines = []; this.waiters = []; let buf = '';
+    this.p.stdin.on('error', () => {});
     this.p.stdout.on('data', (d) => {
       buf += d.toString();
       let k;
@@ -568,9 +569,16 @@ class CReceiver {
 
 async function fanoutC() {
   const cr = new CReceiver();
-  cr.send(`T ${now()}`);
   const tc0 = now();
   const ready = (await cr.next()).split(' ');
+  // clock offset between the two processes: the round trip with the smallest delay wins
+  let best = Infinity; let offset = 0;
+  for (let k = 0; k < 50; k++) {
+    const t1 = now(); const tc = Number((await cr.ask('T')).split(' ')[1]); const t2 = now();
+    if (t2 - t1 < best) { best = t2 - t1; offset = tc - (t1 + t2) / 2; }
+  }
+  cr.send(`O ${offset}`);
+  log(`C receiver clock offset ${offset.toFixed(3)} ms (round trip ${best.toFixed(3)} ms)`);
   const connectS = (now() - tc0) / 1000;
   const nOk = Number(ready[1]); connectFailed = Number(ready[2]);
   log(`C receiver: ${nOk}/${opt.clients} subscribed in ${connectS.toFixed(2)} s`);

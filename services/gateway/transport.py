@@ -70,39 +70,58 @@ def json_frame(sio_event: str, payload: Any) -> Frame:
     return event_frame(sio_event, orjson.dumps(payload))
 
 
-class _SocketQueue(asyncio.Queue[Any]):
-    """engine.io's send queue for one socket, which opens and closes the direct lane.
+class _SocketQueue:
+    """engine.io's send queue for one socket: lean, and it opens and closes the direct lane.
 
-    `idle` is True while the writer waits in `get()` on an empty queue: everything it took
-    before has been written. The lane may be direct only then. Putting anything on the queue
-    closes the lane, after writing what it has pending, so the order holds.
+    It replaces `asyncio.Queue` (three deques and an Event per client) with a list and one
+    future. `get()` returns that future rather than a coroutine, so engine.io's
+    `asyncio.wait_for(queue.get(), ...)` needs no task for the wait of each idle client.
+    The writer is `idle` while it waits on an empty queue: everything it took before has been
+    written, and only then may the lane be direct. Putting anything on the queue closes the
+    lane, after writing what it has pending, so the order holds.
     """
 
+    __slots__ = ("_finished", "_getter", "_items", "_unfinished", "lane")
+
     def __init__(self) -> None:
-        super().__init__()
-        self.idle = False
+        self._items: list[Any] = []
+        self._getter: asyncio.Future[Any] | None = None
+        self._unfinished = 0
+        self._finished: asyncio.Event | None = None
         self.lane: Lane | None = None
 
-    async def get(self) -> Any:
-        if not self._queue:  # type: ignore[attr-defined]
-            self.idle = True
-            lane = self.lane
-            if lane is not None:
-                lane.reopen()
-        try:
-            return await super().get()
-        finally:
-            self.idle = False
-            lane = self.lane
-            if lane is not None:
-                lane.direct = False
+    @property
+    def idle(self) -> bool:
+        getter = self._getter
+        return getter is not None and not getter.done()
 
-    def get_nowait(self) -> Any:
-        self.idle = False
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def get(self) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        if self._items:
+            future.set_result(self._take())
+            return future
+        self._getter = future
+        lane = self.lane
+        if lane is not None:
+            lane.reopen()
+        return future
+
+    def _take(self) -> Any:
         lane = self.lane
         if lane is not None:
             lane.direct = False
-        return super().get_nowait()
+        return self._items.pop(0)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._take()
 
     def put_nowait(self, item: Any) -> None:
         lane = self.lane
@@ -110,7 +129,29 @@ class _SocketQueue(asyncio.Queue[Any]):
             lane.direct = False
             if lane.pending is not None:
                 lane.flush()
-        super().put_nowait(item)
+        self._unfinished += 1
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(item)  # handed straight to the waiting writer
+                return
+        self._items.append(item)
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+    def task_done(self) -> None:
+        self._unfinished = max(0, self._unfinished - 1)
+        if self._unfinished == 0 and self._finished is not None:
+            self._finished.set()
+
+    async def join(self) -> None:
+        if self._unfinished > 0:
+            if self._finished is None:
+                self._finished = asyncio.Event()
+            self._finished.clear()
+            await self._finished.wait()
 
 
 def _sansio_protocol(send: Any) -> Any:
@@ -176,7 +217,7 @@ class Lane:
             proto is not None
             and queue is not None
             and queue.idle
-            and not queue._queue  # type: ignore[attr-defined]
+            and not queue._items
             and proto.writable.is_set()
             and not proto.close_sent
             and not self.socket.closed
@@ -260,18 +301,23 @@ class FrameSink:
         self._upgrades: dict[str, Any] = {}
         handle_request = self._eio.handle_request
 
-        async def handle_request_noting_upgrades(
+        async def upgrade(sid: str, scope: Any, receive: Any, send: Any) -> Any:
+            self._upgrades[sid] = send
+            try:
+                return await handle_request(scope, receive, send)
+            finally:
+                self._upgrades.pop(sid, None)
+
+        def handle_request_noting_upgrades(
             scope: Any, receive: Any, send: Callable[..., Awaitable[Any]]
-        ) -> Any:
+        ) -> Awaitable[Any]:
+            # Returns engine.io's own coroutine when there is nothing to note, so no frame of
+            # ours stays on the stack of every connection.
             if isinstance(scope, dict) and scope.get("type") == "websocket":
                 sid = parse_qs(scope.get("query_string", b"").decode()).get("sid", [None])[0]
                 if sid:
-                    self._upgrades[sid] = send
-                    try:
-                        return await handle_request(scope, receive, send)
-                    finally:
-                        self._upgrades.pop(sid, None)
-            return await handle_request(scope, receive, send)
+                    return upgrade(sid, scope, receive, send)
+            return handle_request(scope, receive, send)
 
         self._eio.handle_request = handle_request_noting_upgrades
 
