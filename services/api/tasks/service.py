@@ -98,6 +98,10 @@ class TaskService:
             lambda after: [task_event(EventName.TASK_FAILED, after, reason=reason)],
         )
 
+    async def _state_of(self, task_id: str) -> str:
+        current = await self.repository.get(task_id)
+        return current.status.value if current else "gone"
+
     # --- applications -----------------------------------------------------------------------
 
     async def create(
@@ -184,8 +188,7 @@ class TaskService:
             ),
         )
         if cancelled is None:
-            current = await self.repository.get(task_id)
-            state = current.status.value if current else "gone"
+            state = await self._state_of(task_id)
             raise Conflict(f"only a pending or dispatched task can be cancelled; it is {state}")
         log.info("task_cancelled", task_id=task_id, drone_id=task.drone_id)
         return cancelled
@@ -233,8 +236,7 @@ class TaskService:
             lambda after: status_event(after, additional_data=report.additional_data),
         )
         if moved is None:
-            current = await self.repository.get(report.task_id)
-            state = current.status.value if current else "gone"
+            state = await self._state_of(report.task_id)
             raise Conflict(f"task '{report.task_id}' is {state}; status update not applied")
         return moved
 
