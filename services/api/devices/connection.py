@@ -88,6 +88,13 @@ class Connection:
     def __repr__(self) -> str:
         return f"<Connection {self.kind.value}:{self.device_id} {self.session[:8]}>"
 
+    @property
+    def rate_key(self) -> str:
+        """Whose message budget this socket spends: its token's subject, else the device."""
+        if self.principal is ANONYMOUS_ADMIN:
+            return f"{self.kind.value}:{self.device_id}"
+        return f"sub:{self.principal.sub}"
+
     def heard(self) -> None:
         self.last_heard = time.monotonic()
         self.last_heard_at = utcnow()

@@ -31,7 +31,6 @@ from services.api.devices.messages import handle_frame
 from services.api.devices.nudges import COMMANDS, DRONE, SESSION, nudge_drone, parse_nudge
 from services.api.devices.presence import presence_service
 from services.api.devices.schemas import (
-    MAX_FRAME_CHARS,
     command_message,
     error_message,
     ping_message,
@@ -55,6 +54,7 @@ from shared.channels import (
 )
 from shared.errors import DroneCastError, InvalidInput, Unauthorized
 from shared.events import EventName, PublishedEvent
+from shared.limits import RateLimiter
 from shared.logging import get_logger
 from shared.models.task import TaskStatus
 from shared.runtime import Runtime
@@ -81,6 +81,9 @@ class DeviceHub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._last_renewal = 0.0
+        self._limiter = RateLimiter(
+            settings.client_messages_per_second, settings.client_message_burst
+        )
         self._stopping = False
 
     @property
@@ -236,10 +239,12 @@ class DeviceHub:
                     error_message("UnsupportedFrame", "binary frames are not accepted; send JSON")
                 )
                 continue
-            if len(text) > MAX_FRAME_CHARS:
-                connection.send(
-                    error_message("PayloadTooLarge", f"a frame may hold {MAX_FRAME_CHARS} chars")
-                )
+            if len(text) > self.settings.max_body_bytes:
+                limit = self.settings.max_body_bytes
+                connection.send(error_message("PayloadTooLarge", f"a frame may hold {limit} chars"))
+                continue
+            if not self._limiter.allow(connection.rate_key):
+                connection.send(error_message("RateLimited", "too many messages; slow down"))
                 continue
             try:
                 reply = await handle_frame(self.broker, connection, text)

@@ -22,8 +22,6 @@ from services.api.alerts.schemas import (
 from shared.events import format_timestamp, iso_now
 from shared.models import Alert
 
-MAX_FRAME_CHARS = 64 * 1024
-
 
 class AlertFrame(BaseModel):
     """`{"type": "alert", "data": {alert_type, score, location, drone_id, description}}`"""

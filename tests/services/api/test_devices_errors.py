@@ -13,14 +13,21 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from tests.conftest import make_settings
-from tests.fixtures.devices import FAST_PRESENCE, SEED_ALERT, Api, start_api, stored_alerts
+from tests.fixtures.devices import (
+    FAST_PRESENCE,
+    SEED_ALERT,
+    Api,
+    new_drone_id,
+    start_api,
+    stored_alerts,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api() -> AsyncIterator[Api]:
-    async for running in start_api(make_settings(**FAST_PRESENCE)):
+    async for running in start_api(make_settings(**FAST_PRESENCE, max_body_bytes=65536)):
         yield running
 
 
@@ -32,7 +39,7 @@ DRONE_MISTAKES: list[tuple[str, Any, str]] = [
     ("unknown type", {"type": "launch_missiles"}, "UnknownMessageType"),
     ("an application's message", {"type": "response", "alert_id": "x"}, "UnknownMessageType"),
     ("binary frame", b"\x00\x01", "UnsupportedFrame"),
-    ("oversized frame", "x" * 70_000, "PayloadTooLarge"),
+    ("oversized frame (MAX_BODY_BYTES)", "x" * 70_000, "PayloadTooLarge"),
     ("alert without data", {"type": "alert"}, "ValidationError"),
     (
         "alert with a bad score",
@@ -158,3 +165,15 @@ def _substitute(value: Any, names: dict[str, str]) -> Any:
     if isinstance(value, str):
         return names.get(value, value)
     return value
+
+
+async def test_a_device_flooding_messages_is_rate_limited_and_keeps_its_socket() -> None:
+    async for api in start_api(
+        make_settings(**FAST_PRESENCE, client_messages_per_second=1, client_message_burst=3)
+    ):
+        drone = await api.drone(new_drone_id())
+        replies = [await drone.request({"type": "ping"}) for _ in range(5)]
+        kinds = [reply.get("error", reply["type"]) for reply in replies]
+        assert kinds[:3] == ["pong"] * 3 and kinds[3:] == ["RateLimited"] * 2
+        assert (await drone.request({"type": "bogus"}))["error"] == "RateLimited"
+        await drone.close()
