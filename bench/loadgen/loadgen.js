@@ -798,7 +798,11 @@ const http = require('http');
 const patchSentAt = [];
 const patchSerial = [];
 let patchLat = [];
-const patchLast = new Map(); // client*S + serial -> last seq seen (order per drone)
+// Order: every client must see event ids (Redis stream ids, "<ms>-<seq>") strictly increasing.
+// (PATCHes to one drone that overlap in flight may be applied in either order: the order
+// that counts is the stream's.) Duplicates: the same PATCH twice at one client.
+const patchLastId = []; // per client: [ms, seq] of the last event id
+const patchSeen = []; // per client: Set of PATCH seqs seen
 let patchDelivered = 0; let patchDup = 0; let patchStray = 0;
 const patchRecv = new Uint32Array(MAXC);
 let httpLat = []; let httpErrors = 0; const httpStatus = new Map();
@@ -809,9 +813,12 @@ function onPatchEvent(i, p, t) {
   const seq = Number(ch.new.slice(1));
   const t0 = patchSentAt[seq];
   if (t0 === undefined || !measuring) { patchStray++; return; }
-  const key = i * SERIALS.length + patchSerial[seq];
-  const last = patchLast.has(key) ? patchLast.get(key) : -1;
-  if (seq <= last) patchDup++; else patchLast.set(key, seq);
+  const [ms, sq] = String(p.id || '0-0').split('-').map(Number);
+  const last = patchLastId[i];
+  if (last && (ms < last[0] || (ms === last[0] && sq <= last[1]))) patchDup++;
+  else patchLastId[i] = [ms, sq];
+  const seen = patchSeen[i] || (patchSeen[i] = new Set());
+  if (seen.has(seq)) patchDup++; else seen.add(seq);
   patchRecv[i]++; patchDelivered++; lastRecvT = t;
   patchLat.push(t - t0);
 }
