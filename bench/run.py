@@ -312,6 +312,18 @@ def wait_until_quiet(max_busy_pct: float, max_wait: float) -> float:
     return busy
 
 
+def slow_disconnects(port: int) -> int:
+    """dronecast_slow_client_disconnects_total from a gateway's /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("dronecast_slow_client_disconnects_total "):
+                    return int(float(line.split()[1]))
+    except Exception:
+        pass
+    return 0
+
+
 def eio_ready_url(port: int) -> str:
     return f"http://127.0.0.1:{port}{PATH}/?EIO=4&transport=polling"
 
@@ -454,6 +466,9 @@ def measure(
         with open(os.path.join(LOGS, f"{run_id}-loadgen.log"), "ab") as lgerr:
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=lgerr, timeout=args.timeout)
         c1 = cpu_times()
+        slow_cut = None
+        if impl.name.startswith("dronecast"):
+            slow_cut = sum(slow_disconnects(port) for port in ports)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=30)
@@ -470,6 +485,8 @@ def measure(
                 # machine CPU (% of one core) over the whole loadgen run, bench included;
                 # compare with server + loadgen + redis to see whether anything else ran
                 rec["machine_cpu_pct"] = round(machine_pct, 1)
+                # clients the gateway cut off as too slow (its metric), during the whole run
+                rec["server_slow_disconnects"] = slow_cut
                 rec["busy_before_pct"] = None if busy_before is None else round(busy_before, 1)
                 rec.update(
                     {
@@ -631,6 +648,23 @@ def sc_replicas(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]
     return out
 
 
+def sc_slow(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    """Fanout under load while some clients stop reading: they must be cut off (bounded queue)
+    and the others must lose nothing and keep their latency. C receiver only."""
+    out = []
+    for impl in impls:
+        if impl.name != "dronecast":
+            continue
+        # 2 KB of padding per event, so the stalled clients outgrow the kernel's socket
+        # buffers (several MB on loopback) within the run and reach the gateway's bound
+        lg = [
+            *fanout_args("all", a.clients, a.slow_rate, a.slow_duration),
+            *("--stalled", str(a.stalled), "--pad-bytes", "2000"),
+        ]
+        out += measure(a, impl, lg, "slow", client="c")
+    return out
+
+
 def sc_smoke(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
     out = []
     for impl in impls:
@@ -647,6 +681,8 @@ def sc_suite(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
     out += sc_capacity(a, impls)
     out += sc_patch(a, impls)
     out += sc_replicas(a, impls)
+    if a.client == "c":
+        out += sc_slow(a, impls)
     table(out)
     return out
 
@@ -658,6 +694,7 @@ SCENARIOS = {
     "targeted": sc_targeted,
     "patch": sc_patch,
     "replicas": sc_replicas,
+    "slow": sc_slow,
     "smoke": sc_smoke,
     "suite": sc_suite,
 }
@@ -710,6 +747,14 @@ def table(recs: list[dict[str, Any]]) -> None:
                 f"\nREST PATCH -> Socket.IO at {r['patch_actual_rate']} PATCH/s, {r['clients']} "
                 f"clients: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms (HTTP response p50 "
                 f"{r['http_p50_ms']} / p99 {r['http_p99_ms']} ms), lost {r['lost']}\n"
+            )
+    for r in recs:
+        if r.get("stalled_clients"):
+            text += (
+                f"\nSlow consumers: {r['stalled_clients']} of {r['clients']} clients stop reading "
+                f"at {r['rate']} events/s: the gateway cut off {r['server_slow_disconnects']}; "
+                f"the others lost "
+                f"{r['lost']}, dup/ooo {r['dup_or_ooo']}, p99 {r['p99_ms']} ms\n"
             )
     for r in recs:
         if r["test"] == "fanout" and r["run_id"].endswith(("replicas1", "replicas2")):
@@ -766,6 +811,9 @@ def main() -> None:
     ap.add_argument("--patch-rate", type=float, default=200)
     ap.add_argument("--patch-clients", type=int, default=100)
     ap.add_argument("--replica-rate", type=float, default=1200, help="replicas: events/s offered")
+    ap.add_argument("--slow-rate", type=float, default=200, help="slow: events/s")
+    ap.add_argument("--slow-duration", type=float, default=15, help="slow: seconds")
+    ap.add_argument("--stalled", type=int, default=5, help="slow: clients that stop reading")
     ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     ap.add_argument("--redis-port", type=int, default=0, help="default: a free one")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per loadgen run")

@@ -14,6 +14,9 @@
  *   Q <round>       -> "S <round> <clients that saw probe round>"
  *   M <0|1>         stop / start measuring
  *   D               -> "D <delivered> <ms since last delivery>"
+ *   Z <k>           the last k clients stop reading (slow consumers, with a small receive
+ *                   buffer): they are left out of the loss counts (bench/run.py reads the
+ *                   gateway's slow-client disconnect counter)
  *   R <total> <per-serial counts, comma separated>  -> one JSON line of results
  * and it writes "READY <ok> <failed>" once every client is subscribed (or failed).
  *
@@ -42,6 +45,7 @@ typedef struct {
   uint32_t recv, dup;
   double gaps;
   int probe_seen;
+  int stalled;
 } client_t;
 
 static client_t *C;
@@ -53,6 +57,7 @@ static double *lat;
 static size_t lat_n, lat_cap;
 static double delivered, stray, bad, offset_ms, last_recv, first_recv;
 static uint32_t unexpected;
+static int stalled_n;
 
 static double now_ms(void) {
   struct timespec ts;
@@ -159,7 +164,7 @@ static void on_readable(client_t *c) {
     ssize_t r = read(c->fd, c->buf + c->len, c->cap - c->len);
     if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
       if (c->state == 10 && !measuring) {}
-      if (c->state == 10) unexpected++;
+      if (c->state == 10 && !c->stalled) unexpected++;
       else conn_done(c, 0);
       epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
       close(c->fd);
@@ -214,6 +219,7 @@ static void report(char *args) {
   double expected = 0, lost = 0, gaps = 0, dups = 0; int with_loss = 0, okc = 0;
   for (int i = 0; i < N; i++) {
     client_t *c = &C[i];
+    if (c->stalled) continue;
     if (c->state != 10 && c->recv == 0) continue;
     okc += c->state == 10;
     double e = all_mode ? total : (c->serial < ns ? per[c->serial] : 0);
@@ -226,9 +232,9 @@ static void report(char *args) {
   printf("{\"c_connected\":%d,\"c_expected\":%.0f,\"c_delivered\":%.0f,\"c_lost\":%.0f,\"c_clients_with_loss\":%d,"
          "\"c_seq_gaps\":%.0f,\"c_dup_or_ooo\":%.0f,\"c_p50\":%.3f,\"c_p90\":%.3f,\"c_p99\":%.3f,\"c_p999\":%.3f,"
          "\"c_max\":%.3f,\"c_mean\":%.3f,\"c_first_recv\":%.3f,\"c_last_recv\":%.3f,\"c_unexpected\":%u,"
-         "\"c_stray\":%.0f,\"c_bad\":%.0f}\n",
+         "\"c_stray\":%.0f,\"c_bad\":%.0f,\"c_stalled\":%d}\n",
          okc, expected, delivered, lost, with_loss, gaps, dups, pct(0.5), pct(0.9), pct(0.99), pct(0.999),
-         lat_n ? lat[lat_n - 1] : -1, lat_n ? sum / lat_n : -1, first_recv, last_recv, unexpected, stray, bad);
+         lat_n ? lat[lat_n - 1] : -1, lat_n ? sum / lat_n : -1, first_recv, last_recv, unexpected, stray, bad, stalled_n);
   fflush(stdout);
 }
 
@@ -241,6 +247,14 @@ static void on_command(char *line) {
       for (int i = 0; i < N; i++) seen += C[i].state == 10 && C[i].probe_seen >= r;
       printf("S %d %d\n", r, seen); fflush(stdout); break; }
   case 'M': measuring = atoi(line + 2); break;
+  case 'Z': { int k = atoi(line + 2);
+      for (int i = N - 1; i >= 0 && stalled_n < k; i--) {
+        if (C[i].state != 10) continue;
+        C[i].stalled = 1; stalled_n++;
+        epoll_ctl(ep, EPOLL_CTL_DEL, C[i].fd, NULL);
+        int small = 4096; setsockopt(C[i].fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+      }
+      break; }
   case 'D': printf("D %.0f %.3f\n", delivered, last_recv ? now_ms() - last_recv : -1); fflush(stdout); break;
   case 'R': report(line + 2); break;
   case 'X': exit(0);

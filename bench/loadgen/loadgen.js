@@ -72,6 +72,7 @@ const opt = {
   publish: A.publish || 'raw', // raw | lua
   client: A.client || 'sio', // sio | raw | tcp | c
   creceiver: A.creceiver || null,
+  stalled: Number(A.stalled || 0), // --client c: clients that stop reading (slow consumers)
   luaScript: A['lua-script'] || null,
   retentionMs: Number(A['retention-ms'] || 600000),
   maxEvents: Number(A['max-events'] || 100000),
@@ -596,6 +597,7 @@ async function fanoutC() {
   }
   log(`probe: ${seen}/${nOk} confirmed after ${iter} round(s)`);
   await sleep(300);
+  if (opt.stalled) cr.send(`Z ${opt.stalled}`);
   const total = Math.round(opt.rate * opt.duration);
   const sampler = new Sampler(opt.serverPids).start();
   const rsampler = new Sampler(opt.redisPid).start();
@@ -616,7 +618,7 @@ async function fanoutC() {
   });
   const tPubEnd = now();
   const publishWallS = (tPubEnd - tPub0abs) / 1000 + 1 / opt.rate;
-  const expected = opt.mode === 'all' ? gseq * nOk : null;
+  const expected = opt.mode === 'all' ? gseq * (nOk - opt.stalled) : null;
   let drainCapped = false;
   while (true) {
     await sleep(50);
@@ -653,6 +655,7 @@ async function fanoutC() {
     drain_s: r1((tEnd - tPubEnd) / 1000), drain_capped: drainCapped,
     unexpected_disconnects: rep.c_unexpected, bad_payload: rep.c_bad, stray: rep.c_stray,
     publish_errors: publishErrors, publish: opt.publish, client: opt.client,
+    stalled_clients: rep.c_stalled,
     saturated: ratio === null || ratio < 0.99 || rep.c_p99 > 1000 || connectFailed > 0,
   };
   process.stdout.write(JSON.stringify(res) + '\n');
