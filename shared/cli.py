@@ -111,6 +111,9 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         # Compression is per connection: it would redo, for every recipient, the frame the
         # gateway encodes once per event. socket.io's Node server ships with it off too.
         ws_per_message_deflate=False,
+        # The gateway writes prebuilt frames straight to this protocol's transport
+        # (services/gateway/transport.py); with another one it falls back to the slow path.
+        ws="websockets-sansio",
     )
 
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import socketio
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from services.api.drones.repository import drone_repository
 from services.gateway import metrics
@@ -22,7 +23,7 @@ from services.gateway.relay import Relay
 from services.gateway.schemas import SubscribeRequest
 from services.gateway.transport import FrameSink, event_frame, json_frame
 from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify_token
-from shared.broker import Broker, Snapshot
+from shared.broker import Broker, BrokerUnavailable, Snapshot
 from shared.broker.base import id_after
 from shared.channels import parse_channel
 from shared.errors import DroneCastError
@@ -187,7 +188,15 @@ class Gateway:
                 client, "TooManySubscriptions", f"at most {limit} drone subscriptions per client"
             )
         async with self._locks[sid]:
-            return await self._subscribe(client, request, serials)
+            try:
+                return await self._subscribe(client, request, serials)
+            except (BrokerUnavailable, RedisError, OSError) as exc:
+                # The bus is away: say so plainly rather than leave the client waiting.
+                self.hub.unsubscribe(client, request.all, serials)
+                log.warning("subscribe_failed_bus_unavailable", sid=sid, error=str(exc))
+                return await self._refuse(
+                    client, "ServiceUnavailable", "the event bus is unavailable; try again"
+                )
 
     async def on_unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         client = self.hub.clients.get(sid)

@@ -40,6 +40,7 @@ _CONTROL_CHANNEL = "dronecast:subscriber"
 _HISTORY_BATCH = 1000
 _BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
 _CONFIRM_TIMEOUT = 5.0
+_ADD_TIMEOUT = 10.0
 _HEARTBEAT_INTERVAL = 5.0
 _HEARTBEAT_TIMEOUT = 15.0
 
@@ -84,6 +85,7 @@ class RedisSubscription:
         # filled the gap, so the owner sees the gap's events before anything newer.
         self._held: list[PublishedEvent] | None = None
         self._connected = asyncio.Event()
+        self._generation = 0  # counts connections that subscribed every pattern
         self._task = asyncio.create_task(self._run(), name="redis-subscription")
 
     @property
@@ -91,11 +93,28 @@ class RedisSubscription:
         return self._connected.is_set()
 
     async def add(self, pattern: str) -> None:
-        if pattern in self._patterns:
+        """Subscribe to `pattern`; returns once Redis confirms it (or raises BrokerUnavailable
+        after _ADD_TIMEOUT). A connection that dies meanwhile is fine: every reconnect
+        subscribes every pattern, this one included, before it counts as connected."""
+        if pattern in self._patterns and self.connected:
             return
         self._patterns.add(pattern)
-        await self._connected.wait()
-        await self._psubscribe_confirmed([pattern])
+        deadline = asyncio.get_running_loop().time() + _ADD_TIMEOUT
+        try:
+            await asyncio.wait_for(self._connected.wait(), _ADD_TIMEOUT)
+            generation = self._generation
+            try:
+                await self._psubscribe_confirmed([pattern])
+                return
+            except (BrokerUnavailable, TimeoutError, RedisError, OSError):
+                pass  # the connection is going away; wait for the one that replaces it
+            while self._generation == generation or not self.connected:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.sleep(min(0.05, remaining))
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"could not subscribe to {pattern} in time") from exc
 
     async def remove(self, pattern: str) -> None:
         if pattern not in self._patterns:
@@ -165,6 +184,7 @@ class RedisSubscription:
         try:
             if self._patterns:
                 await self._psubscribe_confirmed(sorted(self._patterns))
+            self._generation += 1
             self._connected.set()
             if resumed:
                 metrics.REDIS_RECONNECTS.inc()
