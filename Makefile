@@ -21,6 +21,7 @@ test-deps:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	@command -v node >/dev/null && command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	cd tests/e2e/js && npm ci --no-audit --no-fund --silent
+	cd bench/loadgen && npm ci --no-audit --no-fund --silent
 
 dev: setup
 	$(BIN)/dronecast dev
