@@ -126,6 +126,15 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be at least 32 characters (HS256 wants 256 bits)")
         return self
 
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """A browser's `Origin`: allowed if listed in CORS_ORIGINS, or ['*'], or (by default)
+        the server's own origin. No Origin (not a browser): allowed."""
+        if origin is None or "*" in self.cors_origins:
+            return True
+        if self.cors_origins:
+            return origin in self.cors_origins
+        return host is not None and origin.split("://", 1)[-1] == host
+
     @property
     def embedded_store(self) -> bool:
         return not self.mongodb_uri

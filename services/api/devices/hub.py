@@ -52,7 +52,7 @@ from shared.channels import (
     drone_kind_pattern,
     parse_device_nudge_channel,
 )
-from shared.errors import DroneCastError, InvalidInput, Unauthorized
+from shared.errors import DroneCastError, Forbidden, InvalidInput, Unauthorized
 from shared.events import EventName, PublishedEvent
 from shared.limits import RateLimiter
 from shared.logging import get_logger
@@ -200,6 +200,9 @@ class DeviceHub:
             raise InvalidInput(
                 f"{kind.value} id must be 1-64 of [A-Za-z0-9_.-] and not 'all'"
             ) from exc
+        origin = websocket.headers.get("origin")
+        if not self.settings.origin_allowed(origin, websocket.headers.get("host")):
+            raise Forbidden(f"origin '{origin}' is not allowed (CORS_ORIGINS)")
         if not self.settings.auth_enabled:
             return ANONYMOUS_ADMIN
         token = bearer_token(websocket.headers.get("authorization")) or websocket.query_params.get(

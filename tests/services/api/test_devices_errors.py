@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect
@@ -17,9 +18,11 @@ from tests.fixtures.devices import (
     FAST_PRESENCE,
     SEED_ALERT,
     Api,
+    DeviceClient,
     new_drone_id,
     start_api,
     stored_alerts,
+    ws_url,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -177,3 +180,22 @@ async def test_a_device_flooding_messages_is_rate_limited_and_keeps_its_socket()
         assert kinds[:3] == ["pong"] * 3 and kinds[3:] == ["RateLimited"] * 2
         assert (await drone.request({"type": "bogus"}))["error"] == "RateLimited"
         await drone.close()
+
+
+async def test_a_browser_from_a_foreign_origin_is_refused() -> None:
+    async for api in start_api(make_settings(**FAST_PRESENCE)):
+        drone_id = new_drone_id()
+        async with connect(
+            ws_url(api.url, "drone", drone_id),
+            origin="https://evil.example",  # type: ignore[arg-type]
+        ) as ws:
+            refusal = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert refusal["type"] == "error" and refusal["error"] == "Forbidden"
+            await asyncio.wait_for(ws.wait_closed(), 5)
+            assert ws.close_code == 1008
+        host = api.url.split("://", 1)[1]
+        same = await DeviceClient(api.url, "drone", drone_id).connect(
+            origin=f"http://{host}"  # the server's own page
+        )
+        assert same.of_type("connection_established")
+        await same.close()

@@ -137,3 +137,25 @@ async def test_a_browser_from_a_foreign_origin_is_refused(product: Product) -> N
         )
     assert foreign.status_code == 400
     assert same.status_code == 200
+
+
+async def test_subscriptions_per_client_are_capped() -> None:
+    settings = make_settings(auth_enabled=True, secret_key=SECRET, subscriptions_per_client=3)
+    async for running in start_product(settings):
+        client = await connect(running, "viewer", None)
+        assert (await client.subscribe(droneSerials=["A", "B"]))["ok"] is True
+        refused = await client.subscribe(droneSerials=["C", "D"])
+        assert refused["ok"] is False and refused["error"] == "TooManySubscriptions"
+        assert (await client.subscribe(droneSerial="C"))["droneSerials"] == ["A", "B", "C"]
+        await client.close()
+
+
+def test_origin_rule() -> None:
+    same_origin_only = make_settings()
+    assert same_origin_only.origin_allowed(None, "api:8000")  # not a browser
+    assert same_origin_only.origin_allowed("http://api:8000", "api:8000")
+    assert not same_origin_only.origin_allowed("https://evil.example", "api:8000")
+    listed = make_settings(cors_origins=["https://ops.example"])
+    assert listed.origin_allowed("https://ops.example", "api:8000")
+    assert not listed.origin_allowed("http://api:8000", "api:8000")
+    assert make_settings(cors_origins=["*"]).origin_allowed("https://anything", None)
