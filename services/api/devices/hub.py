@@ -467,7 +467,9 @@ class DeviceHub:
         lease = self.settings.presence_lease_seconds
         drones = [c for c in self.drones.values() if c.presence_version]
         for connection in drones:
-            outcome = await presence_service.renew(connection.device_id, connection.session, lease)
+            outcome = await presence_service.renew(
+                self.broker, connection.device_id, connection.session, lease
+            )
             if outcome == "taken":
                 connection.close(CloseReason.REPLACED)
             elif outcome == "lost" and not connection.closing.is_set():

@@ -22,6 +22,7 @@ from pymongo.errors import PyMongoError
 
 from services.api.devices.repository import PresenceRepository, presence_repository
 from services.api.drones.repository import DroneRepository, drone_repository
+from services.api.drones.service import drone_service
 from shared.broker import Broker
 from shared.errors import Conflict
 from shared.events import EventName, PendingEvent, format_timestamp
@@ -85,7 +86,7 @@ class PresenceService:
                 if written is None:
                     continue
             await drain(broker, DevicePresence, written.id, written.outbox)
-            await self._mirror(drone_id, True, now)
+            await self._mirror(broker, drone_id, True, now)
             if went_online:
                 log.info("drone_online", drone_id=drone_id, session=session)
             return written.version
@@ -113,13 +114,13 @@ class PresenceService:
                 return True
         return False
 
-    async def renew(self, drone_id: str, session: str, lease: float) -> str:
+    async def renew(self, broker: Broker, drone_id: str, session: str, lease: float) -> str:
         """Extend the lease of a drone whose socket is open here. Returns "renewed", "taken"
         (a newer session owns it: this socket is stale) or "lost" (it was marked offline, e.g.
         while this replica could not reach MongoDB: the caller marks it online again)."""
         now = utcnow()
         if await self.repository.renew(drone_id, session, now, now + timedelta(seconds=lease)):
-            await self._mirror(drone_id, True, now, only_if_different=True)
+            await self._mirror(broker, drone_id, True, now)
             return "renewed"
         current = await self.repository.get_drone(drone_id)
         if current is not None and current.online and current.session != session:
@@ -153,15 +154,13 @@ class PresenceService:
         if written is None:
             return False
         await drain(broker, DevicePresence, written.id, written.outbox)
-        await self._mirror(presence.device_id, False, written.last_seen_at or now)
+        await self._mirror(broker, presence.device_id, False, written.last_seen_at or now)
         log.info("drone_offline", drone_id=presence.device_id, reason=reason)
         return True
 
-    async def _mirror(
-        self, drone_id: str, online: bool, at: datetime, only_if_different: bool = False
-    ) -> None:
+    async def _mirror(self, broker: Broker, drone_id: str, online: bool, at: datetime) -> None:
         try:
-            await self.drones.set_presence(drone_id, online, at, only_if_different)
+            await drone_service.mirror_presence(broker, drone_id, online, at)
         except PyMongoError as exc:  # presence itself is written; the next renewal repairs this
             log.warning("presence_mirror_failed", drone_id=drone_id, error=str(exc))
 

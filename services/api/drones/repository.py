@@ -83,19 +83,5 @@ class DroneRepository:
         )
         return Drone.model_validate(raw) if raw else None
 
-    async def set_presence(
-        self, serial: str, online: bool, last_seen_at: datetime, only_if_different: bool = False
-    ) -> bool:
-        """Mirror presence (kept in `devicePresence`) into a registered drone's `online` and
-        `lastSeenAt`. The version bump makes a concurrent PATCH re-read before it diffs."""
-        query: dict[str, Any] = {"deviceSerialNumber": serial, **LIVE}
-        if only_if_different:
-            query["online"] = {"$ne": online}
-        result = await Drone.get_pymongo_collection().update_one(
-            query,
-            {"$set": {"online": online, "lastSeenAt": last_seen_at}, "$inc": {"version": 1}},
-        )
-        return bool(result.modified_count)
-
 
 drone_repository = DroneRepository()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -133,6 +134,31 @@ class DroneService:
                 raise NotFound(f"drone '{drone.deviceSerialNumber}' was deleted")
             drone = fresh
         raise Conflict("the drone is being changed concurrently; try again")
+
+    async def mirror_presence(
+        self, broker: Broker, serial: str, online: bool, at: datetime
+    ) -> None:
+        """Presence (kept in `devicePresence`) changed: a registered drone's document follows.
+        When `online` flips, `drone.updated` (changes.online) goes out with the new snapshot,
+        in order with every other change of the drone. `lastSeenAt` alone publishes nothing."""
+        for _ in range(_MAX_UPDATE_ATTEMPTS):
+            drone = await self.repository.get_by_serial(serial)
+            if drone is None:
+                return  # alerts and tasks may name drones that are not registered
+            changes: dict[str, Any] = {"lastSeenAt": at}
+            events: list[PendingEvent] = []
+            if drone.online != online:
+                changes["online"] = online
+                after = drone.model_copy(update=changes)
+                events = update_events(
+                    after.public(), {"online": {"old": drone.online, "new": online}}
+                )
+            written = await self.repository.compare_and_set(drone, changes, outbox_entries(events))
+            if written is not None:
+                if events:
+                    await drain(broker, Drone, written.id, written.outbox)
+                return
+        log.warning("presence_mirror_gave_up", serial=serial)
 
     async def delete(self, broker: Broker, drone: Drone) -> Drone:
         full = drone.public()
