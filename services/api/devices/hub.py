@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Coroutine
 from typing import Any
 
@@ -81,6 +82,7 @@ class DeviceHub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._last_renewal = 0.0
+        self._per_client: Counter[str] = Counter()  # open sockets by token subject (or device)
         self._limiter = RateLimiter(
             settings.client_messages_per_second, settings.client_message_burst
         )
@@ -150,6 +152,24 @@ class DeviceHub:
             return
         connection = Connection(websocket, kind, device_id, self.settings.device_queue_limit)
         connection.principal = principal
+        key = connection.rate_key
+        if self._per_client[key] >= self.settings.connections_per_client:
+            limit = self.settings.connections_per_client
+            with contextlib.suppress(Exception):
+                refusal = error_message("TooManyConnections", f"at most {limit} per client")
+                await websocket.send_text(encode(refusal))
+                await websocket.close(1008, "TooManyConnections")
+            return
+        self._per_client[key] += 1
+        try:
+            await self._serve_admitted(websocket, connection)
+        finally:
+            self._per_client[key] -= 1
+            if self._per_client[key] <= 0:
+                del self._per_client[key]
+
+    async def _serve_admitted(self, websocket: WebSocket, connection: Connection) -> None:
+        kind, device_id = connection.kind, connection.device_id
         writer = asyncio.create_task(connection.write_forever())
         # Only on request (`?welcome=1`): seed 003's clients read their first message as the
         # task (or result) they wait for, so nothing else may come first unasked.

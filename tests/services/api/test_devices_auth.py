@@ -69,3 +69,28 @@ async def test_a_scoped_application_hears_only_its_drones(secured: Api, drone_id
     await asyncio.sleep(0.1)
     assert len(app.of_type("alert_update")) == 1
     assert update["data"]["drone_id"] == drone_id
+
+
+async def test_connections_per_token_are_capped() -> None:
+    settings = make_settings(
+        auth_enabled=True, secret_key=SECRET, connections_per_client=2, **FAST_PRESENCE
+    )
+    async for api in start_api(settings):
+        credential = "&token=" + token("application", None, sub="app_fleet")
+        apps = []
+        for n in range(2):
+            app = DeviceClient(api.url, "application", f"app_{n}")
+            app.url += credential
+            apps.append(await app.connect())
+        async with connect(ws_url(api.url, "application", "app_2") + credential) as ws:
+            refusal = await asyncio.wait_for(ws.recv(), 5)
+            assert '"error":"TooManyConnections"' in str(refusal)
+            await asyncio.wait_for(ws.wait_closed(), 5)
+            assert ws.close_code == 1008
+        await apps[0].close()
+        await asyncio.sleep(0.1)
+        again = DeviceClient(api.url, "application", "app_3")
+        again.url += credential
+        await again.connect()  # a slot is free again
+        for client in (apps[1], again):
+            await client.close()
