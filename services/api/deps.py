@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from shared.broker import Broker
+from shared.runtime import Runtime
 from shared.settings import Settings
 
 
@@ -20,8 +21,14 @@ def get_broker(request: Request) -> Broker:
     return broker
 
 
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 class Page:

@@ -17,8 +17,8 @@ from services.api.alerts.schemas import (
     Stats,
 )
 from services.api.alerts.service import alert_service
-from services.api.deps import BrokerDep, PageDep
-from services.api.devices.deps import DeviceHubDep, RuntimeDep
+from services.api.deps import BrokerDep, PageDep, RuntimeDep
+from services.api.devices.deps import DeviceHubDep
 from services.api.drones.schemas import SERIAL_PATTERN
 from services.api.schemas import IsoDatetime
 from services.api.security import CanRaiseAlerts, CanRead, CanRespond

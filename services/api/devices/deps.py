@@ -1,4 +1,5 @@
-"""Typed dependencies for the device WebSockets and the endpoints that read their state."""
+"""The device hub as a typed dependency (kept beside the hub: importing it from
+services/api/deps.py would tie every route module to the device code)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from services.api.devices.hub import DeviceHub
-from shared.runtime import Runtime
 
 
 def get_device_hub(connection: HTTPConnection) -> DeviceHub:
@@ -16,10 +16,4 @@ def get_device_hub(connection: HTTPConnection) -> DeviceHub:
     return hub
 
 
-def get_runtime(connection: HTTPConnection) -> Runtime:
-    runtime: Runtime = connection.app.state.runtime
-    return runtime
-
-
 DeviceHubDep = Annotated[DeviceHub, Depends(get_device_hub)]
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
