@@ -18,7 +18,7 @@ from shared.settings import Settings
 def create_dev_app(settings: Settings) -> socketio.ASGIApp:
     runtime = Runtime.create(settings)
     gateway = Gateway(settings, runtime.broker, runtime)
-    worker = Worker(runtime)
+    worker = Worker(runtime, relay_outbox=False)  # the api in this process relays already
     api = create_app(settings, runtime=runtime, components=[runtime, gateway, worker])
     api.state.gateway = gateway
     return socketio.ASGIApp(gateway.sio, other_asgi_app=api, socketio_path=SOCKETIO_PATH)

@@ -38,20 +38,22 @@ _COUNT_EVERY = 10  # sweeps between task-state gauge refreshes
 class Worker:
     """Background duties of the product; started by `dronecast worker` or `dronecast dev`."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, relay_outbox: bool = True) -> None:
         self.runtime = runtime
         self.id = f"worker-{uuid.uuid4().hex[:10]}"
         settings = runtime.settings
         self.router = TaskRouter(runtime.broker, settings, self.id)
         self.sweeper = TimeoutSweeper(runtime.broker, settings)
-        self._relay = OutboxRelay(runtime.broker, list(DOCUMENT_MODELS))
+        # `dronecast dev` already relays in its api; one relay per process is enough.
+        self._relay = OutboxRelay(runtime.broker, list(DOCUMENT_MODELS)) if relay_outbox else None
         self._subscription: Subscription | None = None
         self._due: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._relay.start()
+        if self._relay is not None:
+            self._relay.start()
         self._subscription = self.runtime.broker.subscription(self._on_event, self._on_resume)
         await self._subscription.add(drone_kind_pattern(ChannelKind.TASK))
         await self._subscription.add(drone_kind_pattern(ChannelKind.PRESENCE))
@@ -70,7 +72,8 @@ class Worker:
         if self._subscription is not None:
             await self._subscription.close()
         released = await self.router.release_all()
-        await self._relay.stop()
+        if self._relay is not None:
+            await self._relay.stop()
         log.info("worker_stopped", worker=self.id, leases_released=released)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
