@@ -100,6 +100,8 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         from services.worker.main import create_worker_app
 
         app = create_worker_app(settings)
+    from services.gateway.wire import WebSocketProtocol
+
     uvicorn.run(
         app,  # type: ignore[arg-type]
         host=host,
@@ -111,9 +113,9 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         # Compression is per connection: it would redo, for every recipient, the frame the
         # gateway encodes once per event. socket.io's Node server ships with it off too.
         ws_per_message_deflate=False,
-        # The gateway writes prebuilt frames straight to this protocol's transport
-        # (services/gateway/transport.py); with another one it falls back to the slow path.
-        ws="websockets-sansio",
+        # Socket.IO WebSocket clients get the gateway's lean connection
+        # (services/gateway/wire.py); every other WebSocket gets uvicorn's websockets-sansio.
+        ws=WebSocketProtocol,
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from engineio import packet as eio_packet
 
 from services.gateway import metrics
-from services.gateway.transport import FrameSink, Lane, event_frame
+from services.gateway.transport import AnyLane, FrameSink, event_frame
 from shared.channels import parse_channel
 from shared.events import PublishedEvent, sio_event_for_kind
 
@@ -31,7 +31,7 @@ class Client:
     held: list[tuple[PublishedEvent, eio_packet.Packet]] | None = None
     cut_off: bool = False
     # The way out to this client (transport.Lane); None once its socket is gone.
-    lane: Lane | None = None
+    lane: AnyLane | None = None
 
     def wants(self, serial: str | None) -> bool:
         return serial is None or self.all or serial in self.serials
@@ -143,7 +143,7 @@ class Hub:
                 delivered += 1
             elif client.cut_off:
                 continue
-            elif lane is None or lane.send(pkt):
+            elif lane is None or lane.offer(pkt):
                 delivered += 1
             else:
                 self._cut_off(client)
@@ -157,7 +157,7 @@ class Hub:
         if client.cut_off:
             return False
         lane = client.lane
-        if lane is None or lane.send(pkt):
+        if lane is None or lane.offer(pkt):
             return True
         self._cut_off(client)
         return False

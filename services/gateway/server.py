@@ -284,7 +284,7 @@ class Gateway:
         socket = self.sio.eio.sockets.get(client.eio_sid)
         limit = self.settings.client_queue_limit // 2
         waited = 0.0
-        while socket is not None and socket.queue.qsize() >= limit:
+        while socket is not None and self.sink.backlog(client.eio_sid) >= limit:
             if client.cut_off or socket.closed:
                 return False
             if waited > REPLAY_STALL_SECONDS:

@@ -34,6 +34,8 @@ import orjson
 import socketio
 from engineio import packet as eio_packet
 
+from services.gateway.wire import EngineSocket, serve_lean
+
 _FIN_TEXT = 0x81  # FIN + text opcode
 
 
@@ -246,7 +248,7 @@ class Lane:
             self.proto = proto
             self.transport = proto.transport
 
-    def send(self, pkt: eio_packet.Packet) -> bool:
+    def offer(self, pkt: eio_packet.Packet) -> bool:
         """Queue or write one frame. False when the client's queue is full (too slow)."""
         ws = getattr(pkt, "ws", None)
         if self.direct and ws is not None:
@@ -286,14 +288,20 @@ class Lane:
         return dropped
 
 
+# A client's way out: a lean WebSocket connection is its own lane (services/gateway/wire.py).
+AnyLane = Lane | EngineSocket
+
+
 class FrameSink:
     def __init__(self, sio: socketio.AsyncServer, queue_limit: int) -> None:
         self._sio = sio
         self._eio = sio.eio
         self.queue_limit = queue_limit
-        self._lanes: dict[str, Lane] = {}
-        self._dirty: list[Lane] = []
+        self._lanes: dict[str, AnyLane] = {}
+        self._dirty: list[AnyLane] = []
         self._flush_scheduled = False
+        # WebSocket clients of this server get a lean connection (wire.WebSocketProtocol).
+        serve_lean(self._eio, self)
         # engine.io sockets get a queue that knows about the direct lane.
         self._eio.create_queue = lambda *args, **kwargs: _SocketQueue()
         # The ASGI `send` of each WebSocket upgrade request, by engine.io sid (a client that
@@ -331,23 +339,26 @@ class FrameSink:
             send = environ.get("asgi.send")
         return _sansio_protocol(send)
 
-    def attach(self, eio_sid: str) -> Lane | None:
+    def attach(self, eio_sid: str) -> AnyLane | None:
         """The lane to a newly connected client (None if its socket is already gone)."""
         socket = self._eio.sockets.get(eio_sid)
         if socket is None:
             return None
-        lane = self._lanes[eio_sid] = Lane(self, eio_sid, socket)
+        lane = socket if isinstance(socket, EngineSocket) else Lane(self, eio_sid, socket)
+        self._lanes[eio_sid] = lane
         return lane
 
     def detach(self, eio_sid: str) -> None:
         lane = self._lanes.pop(eio_sid, None)
-        if lane is not None:
-            lane.flush()
+        if lane is None:
+            return
+        lane.flush()
+        if isinstance(lane, Lane):
             lane.direct = False
             if lane.queue is not None:
                 lane.queue.lane = None
 
-    def dirty(self, lane: Lane) -> None:
+    def dirty(self, lane: AnyLane) -> None:
         self._dirty.append(lane)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -363,10 +374,12 @@ class FrameSink:
         """Send a frame to one client. False when that client's queue is full (too slow)."""
         lane = self._lanes.get(eio_sid)
         if lane is not None:
-            return lane.send(pkt)
+            return lane.offer(pkt)
         socket = self._eio.sockets.get(eio_sid)
         if socket is None or socket.closed:
             return True
+        if isinstance(socket, EngineSocket):
+            return socket.offer(pkt)
         if socket.queue.qsize() >= self.queue_limit:
             return False
         socket.queue.put_nowait(pkt)
@@ -377,6 +390,8 @@ class FrameSink:
         socket = self._eio.sockets.get(eio_sid)
         if socket is None:
             return 0
+        if isinstance(socket, EngineSocket):
+            return socket.discard()
         lane = self._lanes.get(eio_sid)
         dropped = lane.discard() if lane is not None else 0
         while not socket.queue.empty():
@@ -387,3 +402,12 @@ class FrameSink:
                 break
             dropped += 1
         return dropped
+
+    def backlog(self, eio_sid: str) -> int:
+        """How many frames wait for a client (that it has not taken yet)."""
+        socket = self._eio.sockets.get(eio_sid)
+        if socket is None:
+            return 0
+        if isinstance(socket, EngineSocket):
+            return socket.backlog_size()
+        return int(socket.queue.qsize())
