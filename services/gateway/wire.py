@@ -272,6 +272,7 @@ class EngineSocket(asyncio.Protocol):
         "drainer",
         "endpoint",
         "environ",
+        "failed",
         "fragments",
         "inbox",
         "pending",
@@ -297,6 +298,7 @@ class EngineSocket(asyncio.Protocol):
         self.closing = False  # the disconnect event has begun
         self.closed = False  # engine.io-closed: nothing more is sent
         self.ws_closing = False  # a close frame went out, or the transport is gone
+        self.failed = False  # the client broke the protocol: what it sends is dropped
         self.direct = True
         self.pending: bytes | bytearray | None = None
         self.backlog: list[bytes] | None = None
@@ -497,6 +499,8 @@ class EngineSocket(asyncio.Protocol):
     # --- reading ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.failed:
+            return
         rx = self.rx
         if rx is not None:
             rx += data
@@ -507,7 +511,7 @@ class EngineSocket(asyncio.Protocol):
         pos = 0
         max_size = self.endpoint.eio.max_http_buffer_size
         transport = self.transport
-        while size - pos >= 2 and not transport.is_closing():
+        while size - pos >= 2 and not self.failed and not transport.is_closing():
             b0, b1 = buf[pos], buf[pos + 1]
             length = b1 & 0x7F
             start = pos + 2
@@ -533,7 +537,7 @@ class EngineSocket(asyncio.Protocol):
             payload = apply_mask(buf[start + 4 : end], buf[start : start + 4])
             pos = end
             self._frame(b0 & 0x80, b0 & 0x0F, payload)
-        if transport.is_closing() or pos == size:
+        if self.failed or transport.is_closing() or pos == size:
             self.rx = None
         elif rx is None:
             self.rx = bytearray(buf[pos:])
@@ -559,7 +563,7 @@ class EngineSocket(asyncio.Protocol):
                 self.fail(CLOSE_PROTOCOL_ERROR, "continuation without a message")
                 return
             fragments.append(payload)
-            if sum(len(part) for part in fragments) - 1 > self.endpoint.eio.max_http_buffer_size:
+            if sum(len(part) for part in fragments[1:]) > self.endpoint.eio.max_http_buffer_size:
                 self.fail(CLOSE_TOO_BIG, "message too big")
                 return
             if not fin:
@@ -663,9 +667,16 @@ class EngineSocket(asyncio.Protocol):
     # --- closing ----------------------------------------------------------------------------
 
     def fail(self, code: int, reason: str) -> None:
-        """A protocol error from the client: close with its code (RFC 6455 section 7.1.7)."""
+        """A protocol error from the client: close with its code (RFC 6455 section 7.1.7).
+
+        What the client sends from here on cannot be parsed and is dropped unread, and the
+        socket is half-closed rather than closed: closing it with unread input would reset
+        the connection and lose the close frame on its way to the client."""
         self.close_ws(code, reason)
-        self.transport.close()
+        self.failed = True
+        self.rx = self.fragments = None
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
         self._end(self.endpoint.eio.reason.TRANSPORT_ERROR)
 
     def _closed_by_client(self, payload: bytes) -> None:
