@@ -348,6 +348,10 @@ class FrameSink:
         self._lanes[eio_sid] = lane
         return lane
 
+    def attached(self, eio_sid: str) -> bool:
+        """Whether the gateway has accepted this connection's Socket.IO CONNECT."""
+        return eio_sid in self._lanes
+
     def detach(self, eio_sid: str) -> None:
         lane = self._lanes.pop(eio_sid, None)
         if lane is None:

@@ -64,6 +64,7 @@ CLOSE_SLOW_CONSUMER = 3008  # Centrifugo's "slow" disconnect code
 
 CLOSE_TIMEOUT = 5.0  # how long a closing connection may keep its socket before it is aborted
 INBOX_PAUSE = 64  # received messages waiting for their handler before reading pauses
+UNJOINED_PINGS = 2  # ping intervals a connection may stay without joining Socket.IO
 
 # engine.io packets the server sends, prebuilt as WebSocket text frames.
 PING_FRAME = b"\x81\x012"
@@ -282,6 +283,7 @@ class EngineSocket(asyncio.Protocol):
         "sid",
         "timer",
         "transport",
+        "unjoined",
         "ws_closing",
     )
 
@@ -308,6 +310,7 @@ class EngineSocket(asyncio.Protocol):
         self.drainer: asyncio.Task[None] | None = None
         self.reading = True
         self.ponged = True
+        self.unjoined = 0  # pings sent while no Socket.IO CONNECT was accepted
         self.timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
 
@@ -462,10 +465,15 @@ class EngineSocket(asyncio.Protocol):
             return
         if self.direct:
             self.push(ws)
-        elif self.backlog is not None:
+        elif self.backlog is None:
+            self.backlog = [ws]
+        elif len(self.backlog) < 2 * self.endpoint.sink.queue_limit:
             self.backlog.append(ws)
         else:
-            self.backlog = [ws]
+            # Not reading at all, while its own messages (pings, acks) still ask for answers:
+            # let it go rather than hold what it will not take.
+            self.discard()
+            self.transport.abort()
 
     def flush(self) -> None:
         pending = self.pending
@@ -649,6 +657,18 @@ class EngineSocket(asyncio.Protocol):
     def _ping(self) -> None:
         if self.closing or self.ws_closing:
             return
+        if self.endpoint.sink.attached(self.sid):
+            self.unjoined = 0
+        else:
+            # Like Node's connectTimeout: a connection that has not joined Socket.IO (no
+            # accepted CONNECT) for two ping intervals is let go.
+            self.unjoined += 1
+            if self.unjoined >= UNJOINED_PINGS:
+                eio = self.endpoint.eio
+                self.endpoint.loop.create_task(
+                    self.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+                )
+                return
         self.ponged = False
         self.send_frame(PING_FRAME)
         self.timer = self.endpoint.loop.call_later(self.endpoint.eio.ping_timeout, self._check)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import socket
@@ -409,6 +410,55 @@ async def test_client_that_never_answers_pings_is_dropped(product: Product) -> N
         assert seen[-1] == "1"  # engine.io CLOSE, then the close frame
         assert ws.close_code == 1000
     await product.all_gone()
+
+
+async def test_connection_that_never_joins_socketio_is_let_go(product: Product) -> None:
+    """Like Node's connectTimeout: answering pings is not enough without a Socket.IO CONNECT."""
+    eio = product.gateway.sio.eio
+    eio.ping_interval = eio.ping_timeout = 0.2
+    async with (
+        websockets.connect(product.ws_url) as idle,
+        websockets.connect(product.ws_url) as joined,
+    ):
+        await idle.recv()
+        await joined.recv()
+        await joined.send("40")
+        start = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            while time.monotonic() - start < 3:
+                message = await asyncio.wait_for(idle.recv(), 3)
+                if message == "2":
+                    await idle.send("3")
+                    joined_message = await asyncio.wait_for(joined.recv(), 1)
+                    while joined_message != "2":
+                        joined_message = await asyncio.wait_for(joined.recv(), 1)
+                    await joined.send("3")
+        assert time.monotonic() - start < 2.0
+        assert idle.close_code == 1000
+        assert joined.close_code is None  # the one that joined stays
+        [left] = product.sockets().values()
+        assert isinstance(left, EngineSocket) and product.gateway.sink.attached(left.sid)
+
+
+async def test_client_that_pings_but_never_reads_is_dropped(product: Product) -> None:
+    """WebSocket pings from a client that reads nothing: their pongs cannot pile up."""
+    ws = await RawWS.open(product, rcvbuf=4096)
+    await ws.connect_sio()
+    [lean] = product.sockets().values()
+    # Small buffers on the server's side of this one connection, so the test is quick.
+    server_socket = lean.transport.get_extra_info("socket")
+    server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    lean.transport.set_write_buffer_limits(high=4096)
+    ping = client_frame(b"p" * 125, OP_PING)
+    with contextlib.suppress(ConnectionError):
+        for _ in range(200):
+            ws.write(ping * 100)
+            await ws.writer.drain()
+            if lean.transport.is_closing():
+                break
+    await product.all_gone()
+    assert lean.backlog is None and lean.pending is None
+    await ws.close()
 
 
 # --- 6. protocol errors ---------------------------------------------------------------------
