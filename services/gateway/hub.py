@@ -52,6 +52,8 @@ class Hub:
         self._sink = sink
         self._on_slow_client = on_slow_client
         self.clients: dict[str, Client] = {}
+        self._by_eio: dict[str, Client] = {}
+        sink.on_replace = self._lane_replaced
         self._by_serial: dict[str, set[Client]] = {}
         self._all: set[Client] = set()
 
@@ -60,6 +62,7 @@ class Hub:
     def connect(self, sid: str, eio_sid: str) -> Client:
         client = Client(sid=sid, eio_sid=eio_sid, lane=self._sink.attach(eio_sid))
         self.clients[sid] = client
+        self._by_eio[eio_sid] = client
         metrics.CONNECTED_CLIENTS.set(len(self.clients))
         return client
 
@@ -67,11 +70,17 @@ class Hub:
         client = self.clients.pop(sid, None)
         if client is None:
             return None
+        self._by_eio.pop(client.eio_sid, None)
         self.unsubscribe(client, all_drones=True, serials=set(client.serials))
         self._sink.detach(client.eio_sid)
         client.lane = None
         metrics.CONNECTED_CLIENTS.set(len(self.clients))
         return client
+
+    def _lane_replaced(self, eio_sid: str, lane: AnyLane) -> None:
+        client = self._by_eio.get(eio_sid)
+        if client is not None:
+            client.lane = lane
 
     def subscribe(self, client: Client, all_drones: bool, serials: set[str]) -> None:
         if all_drones and not client.all:

@@ -281,11 +281,12 @@ class Gateway:
         """Before each replayed frame: wait while the client's queue is over half full, so a
         long replay goes at the client's reading speed instead of overflowing its bound.
         False when the client stopped reading altogether (it is then cut off as slow)."""
-        socket = self.sio.eio.sockets.get(client.eio_sid)
         limit = self.settings.client_queue_limit // 2
         waited = 0.0
-        while socket is not None and self.sink.backlog(client.eio_sid) >= limit:
-            if client.cut_off or socket.closed:
+        while self.sink.backlog(client.eio_sid) >= limit:
+            # Looked up each time: an upgrade from long-polling replaces the socket.
+            socket = self.sio.eio.sockets.get(client.eio_sid)
+            if socket is None or client.cut_off or socket.closed:
                 return False
             if waited > REPLAY_STALL_SECONDS:
                 self.hub.send(client, json_frame("error", {"error": "SlowConsumer"}))

@@ -300,6 +300,8 @@ class FrameSink:
         self._lanes: dict[str, AnyLane] = {}
         self._dirty: list[AnyLane] = []
         self._flush_scheduled = False
+        # Told when a client's lane changes (an upgrade from long-polling).
+        self.on_replace: Callable[[str, AnyLane], None] | None = None
         # WebSocket clients of this server get a lean connection (wire.WebSocketProtocol).
         serve_lean(self._eio, self)
         # engine.io sockets get a queue that knows about the direct lane.
@@ -347,6 +349,19 @@ class FrameSink:
         lane = socket if isinstance(socket, EngineSocket) else Lane(self, eio_sid, socket)
         self._lanes[eio_sid] = lane
         return lane
+
+    def replace(self, eio_sid: str, sock: EngineSocket) -> None:
+        """A client that upgraded from long-polling now has a lean connection as its lane."""
+        old = self._lanes.get(eio_sid)
+        if old is None:
+            return
+        if isinstance(old, Lane):
+            old.direct = False
+            if old.queue is not None:
+                old.queue.lane = None
+        self._lanes[eio_sid] = sock
+        if self.on_replace is not None:
+            self.on_replace(eio_sid, sock)
 
     def attached(self, eio_sid: str) -> bool:
         """Whether the gateway has accepted this connection's Socket.IO CONNECT."""

@@ -192,6 +192,19 @@ class _Request:
         return None
 
 
+def _switching(endpoint: Endpoint, key: str) -> bytes:
+    """The 101 response to a WebSocket upgrade request with this Sec-WebSocket-Key."""
+    accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest())
+    response = [
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n"
+    ]
+    for name, value in endpoint.default_headers:
+        response.append(name + b": " + value + b"\r\n")
+    response.append(b"\r\n")
+    return b"".join(response)
+
+
 class WebSocketProtocol(asyncio.Protocol):
     """uvicorn's `ws` protocol class: lean for a gateway's Socket.IO WebSocket clients, and
     uvicorn's websockets-sansio protocol for everything else.
@@ -278,12 +291,14 @@ class EngineSocket(asyncio.Protocol):
         "inbox",
         "pending",
         "ponged",
+        "probed",
         "reading",
         "rx",
         "sid",
         "timer",
         "transport",
         "unjoined",
+        "upgrade_from",
         "ws_closing",
     )
 
@@ -291,7 +306,9 @@ class EngineSocket(asyncio.Protocol):
     upgraded = True
     upgrading = False
 
-    def __init__(self, endpoint: Endpoint, transport: Any, sid: str, environ: dict[str, Any]):
+    def __init__(
+        self, endpoint: Endpoint, transport: Any, sid: str, environ: dict[str, Any] | None
+    ) -> None:
         self.endpoint = endpoint
         self.transport = transport
         self.sid = sid
@@ -310,7 +327,10 @@ class EngineSocket(asyncio.Protocol):
         self.drainer: asyncio.Task[None] | None = None
         self.reading = True
         self.ponged = True
+        self.probed = False  # an upgrade's `2probe` was answered
         self.unjoined = 0  # pings sent while no Socket.IO CONNECT was accepted
+        # The long-polling socket this connection is upgrading (until the upgrade is done).
+        self.upgrade_from: Any = None
         self.timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
 
@@ -328,8 +348,6 @@ class EngineSocket(asyncio.Protocol):
         key = request.header("sec-websocket-key")
         if (
             query.get("transport") != ["websocket"]
-            or query.get("EIO") != ["4"]
-            or "sid" in query
             or "j" in query
             or (request.header("upgrade") or "").lower() != "websocket"
             or request.header("sec-websocket-version") != "13"
@@ -343,21 +361,43 @@ class EngineSocket(asyncio.Protocol):
             allowed = eio._cors_allowed_origins(environ)
             if allowed is not None and origin not in allowed:
                 return None  # engine.io refuses it, and logs why
+        if "sid" in query:
+            return cls._accept_upgrade(endpoint, transport, key, query["sid"][0])
+        if query.get("EIO") != ["4"]:
+            return None
         sid = eio.generate_id()
         sock = cls(endpoint, transport, sid, environ)
-        accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest())
-        response = [
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept + b"\r\n"
-        ]
-        for name, value in endpoint.default_headers:
-            response.append(name + b": " + value + b"\r\n")
-        response.append(b"\r\n")
-        transport.write(b"".join(response) + ws_frame(endpoint.open_payload(sid)))
+        transport.write(_switching(endpoint, key) + ws_frame(endpoint.open_payload(sid)))
         eio.sockets[sid] = sock
         endpoint.connections.add(sock)
         sock.timer = endpoint.loop.call_later(eio.ping_interval, sock._ping)
         sock._wake()
+        return sock
+
+    @classmethod
+    def _accept_upgrade(
+        cls, endpoint: Endpoint, transport: Any, key: str, sid: str
+    ) -> EngineSocket | None:
+        """A long-polling client upgrading to WebSocket: it becomes lean once the upgrade is
+        done (`2probe`, `3probe`, `5`, as python-engineio's socket does it). Until then its
+        polling socket stays in charge; a failed upgrade leaves it polling."""
+        old = endpoint.eio.sockets.get(sid)
+        if (
+            old is None
+            or isinstance(old, EngineSocket)
+            or not old.connected
+            or old.upgraded
+            or old.upgrading
+            or old.closed
+            or old.closing
+        ):
+            return None  # engine.io answers it (bad session, already upgraded, ...)
+        sock = cls(endpoint, transport, sid, None)
+        sock.inbox = []
+        sock.upgrade_from = old
+        old.upgrading = True  # as engine.io: polls get NOOP from now on
+        transport.write(_switching(endpoint, key))
+        endpoint.connections.add(sock)
         return sock
 
     @staticmethod
@@ -602,6 +642,9 @@ class EngineSocket(asyncio.Protocol):
 
     def _packet(self, kind: int, data: str | bytes) -> None:
         """One engine.io packet from the client (v4: MESSAGE, PONG, CLOSE, and the rest)."""
+        if self.upgrade_from is not None:
+            self._upgrade_packet(kind, data)
+            return
         if self.closing:
             return
         if kind == eio_packet.MESSAGE:
@@ -619,6 +662,45 @@ class EngineSocket(asyncio.Protocol):
         elif kind == eio_packet.UPGRADE:
             self.send_frame(ws_frame(b"6"))  # as engine.io answers it: NOOP
         # OPEN and NOOP from a client mean nothing
+
+    # --- the upgrade from long-polling ------------------------------------------------------
+
+    def _upgrade_packet(self, kind: int, data: str | bytes) -> None:
+        old = self.upgrade_from
+        if kind == eio_packet.PING and data == "probe" and not self.probed:
+            self.probed = True
+            self.send_frame(ws_frame(b"3probe"))
+            old.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+        elif kind == eio_packet.UPGRADE and self.probed and not (old.closed or old.closing):
+            self._take_over(old)
+        else:  # as engine.io: the upgrade failed, the client goes on polling
+            self._abandon_upgrade()
+            self.close_ws(CLOSE_NORMAL)
+
+    def _take_over(self, old: Any) -> None:
+        """Become the client's engine.io socket: what waits in the polling socket's queue
+        goes out first, in order; the polling socket is closed without a disconnect event."""
+        self.upgrade_from = None
+        old.upgraded = True
+        old.upgrading = False
+        queue = old.queue
+        while not queue.empty():
+            item = queue.get_nowait()
+            queue.task_done()
+            if item is not None and item.packet_type != eio_packet.NOOP:
+                self.send_frame(packet_frame(item))
+        old.closed = True  # its ping task and any late poll end quietly
+        self._session = old.session
+        endpoint = self.endpoint
+        endpoint.eio.sockets[self.sid] = self
+        endpoint.sink.replace(self.sid, self)
+        self.timer = endpoint.loop.call_later(endpoint.eio.ping_interval, self._ping)
+
+    def _abandon_upgrade(self) -> None:
+        old, self.upgrade_from = self.upgrade_from, None
+        self.closing = self.closed = True  # never this client's socket: no disconnect event
+        if old is not None and not old.upgraded:
+            old.upgrading = False
 
     # --- handing messages to python-socketio ------------------------------------------------
 
@@ -723,6 +805,8 @@ class EngineSocket(asyncio.Protocol):
 
     def _end(self, reason: Any) -> None:
         """The client is gone or going: run the disconnect event once, after its messages."""
+        if self.upgrade_from is not None:
+            self._abandon_upgrade()
         if not self.ws_closing:
             self.close_ws(CLOSE_NORMAL)
         if self.drainer is None and not self.closing:
@@ -748,6 +832,8 @@ class EngineSocket(asyncio.Protocol):
             self.timer = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.upgrade_from is not None:
+            self._abandon_upgrade()
         self._cancel_timer()
         if self.close_timer is not None:
             self.close_timer.cancel()

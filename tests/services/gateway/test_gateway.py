@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from services.dev import create_dev_app
+from services.gateway.wire import WebSocketProtocol
 from shared.events import EventName, PendingEvent
 from shared.settings import Settings
 from tests.conftest import make_settings
@@ -50,15 +51,17 @@ class Product:
         return response.json()
 
 
-async def start_product(settings: Settings) -> AsyncIterator[Product]:
+async def start_product(settings: Settings, ws: Any = WebSocketProtocol) -> AsyncIterator[Product]:
     app = create_dev_app(settings)
-    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(app, ws) as url, httpx.AsyncClient(base_url=url) as http:
         yield Product(url=url, http=http, app=app)
 
 
-@pytest.fixture
-async def product() -> AsyncIterator[Product]:
-    async for running in start_product(make_settings(client_queue_limit=50)):
+# Socket.IO clients on the gateway's lean connections (as `dronecast` runs), and on python-
+# engineio's sockets behind uvicorn's own protocol (another ASGI server would give the same).
+@pytest.fixture(params=[WebSocketProtocol, "websockets-sansio"], ids=["lean", "engineio"])
+async def product(request: pytest.FixtureRequest) -> AsyncIterator[Product]:
+    async for running in start_product(make_settings(client_queue_limit=50), request.param):
         yield running
 
 

@@ -280,18 +280,84 @@ async def test_raw_handshake_open_connect_and_greeting(product: Product) -> None
 # --- 3. the fallback: long-polling and the upgrade from it ----------------------------------
 
 
-async def test_polling_client_upgrades_through_the_fallback(product: Product) -> None:
+async def test_polling_client_upgrades_to_a_lean_connection(product: Product) -> None:
     client = await sio_client(product.url, ["polling", "websocket"])
-    assert client.sio.transport() == "websocket"
+    await eventually(lambda: client.sio.transport() == "websocket")
+    await eventually(lambda: isinstance(next(iter(product.sockets().values())), EngineSocket))
     [upgraded] = product.sockets().values()
-    assert not isinstance(upgraded, EngineSocket)
-    assert upgraded.upgraded
+    [hub_client] = product.clients().values()
+    assert hub_client.lane is upgraded  # events now take the lean connection
     ack = await client.subscribe(droneSerial="SN1")
     assert ack["ok"] is True
     await product.register("SN1")
     [event] = await client.wait_for(1)
     assert event["serial"] == "SN1"
     await client.close()
+    await product.all_gone()
+
+
+async def test_events_across_the_upgrade_arrive_once_and_in_order(product: Product) -> None:
+    """Events queued for polling before and during the upgrade go out first on the WebSocket."""
+    path = "/ws/events/?EIO=4&transport=polling"
+    handshake = orjson.loads((await product.http.get(path)).text[1:])
+    session = f"{path}&sid={handshake['sid']}"
+    await product.http.post(session, content="40")
+    await product.http.post(session, content='421["subscribe",{"all":true}]')
+    polled = (await product.http.get(session)).text.split("\x1e")
+    assert polled[-1].startswith("431["), polled  # connect, greeting, subscribe ack
+
+    async def publish(numbers: range) -> None:
+        for n in numbers:
+            await product.broker.publish(PendingEvent(EventName.DRONE_UPDATED, "SN1", {"n": n}))
+
+    await publish(range(0, 100))  # waiting in the polling queue
+    ws_url = (
+        product.url.replace("http://", "ws://")
+        + f"/ws/events/?EIO=4&transport=websocket&sid={handshake['sid']}"
+    )
+    async with websockets.connect(ws_url) as ws:
+        await ws.send("2probe")
+        assert await asyncio.wait_for(ws.recv(), 2) == "3probe"
+        await publish(range(100, 200))  # sent while upgrading: still for polling
+        await ws.send("5")
+        await publish(range(200, 300))  # after the upgrade
+        numbers: list[int] = []
+        while len(numbers) < 300:
+            message = await asyncio.wait_for(ws.recv(), 2)
+            assert isinstance(message, str)
+            if message.startswith('42["drone:event"'):
+                numbers.append(orjson.loads(message[2:])[1]["data"]["n"])
+        assert numbers == list(range(300))
+        [lean] = product.sockets().values()
+        assert isinstance(lean, EngineSocket)
+        late_poll = await product.http.get(session)
+        assert late_poll.status_code == 400  # polling is over for this session
+    await product.all_gone()
+
+
+async def test_failed_upgrade_leaves_the_client_polling(product: Product) -> None:
+    path = "/ws/events/?EIO=4&transport=polling"
+    handshake = orjson.loads((await product.http.get(path)).text[1:])
+    session = f"{path}&sid={handshake['sid']}"
+    await product.http.post(session, content="40")
+    assert (await product.http.get(session)).status_code == 200
+    ws_url = (
+        product.url.replace("http://", "ws://")
+        + f"/ws/events/?EIO=4&transport=websocket&sid={handshake['sid']}"
+    )
+    async with websockets.connect(ws_url) as ws:
+        await ws.send("5")  # no probe first: not an upgrade engine.io accepts
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 2)
+    [polling] = product.sockets().values()
+    assert not isinstance(polling, EngineSocket) and not polling.upgrading
+    await product.http.post(session, content='421["subscribe",{"all":true}]')
+    reply = await product.http.get(session, timeout=5)
+    assert reply.status_code == 200 and "431[" in reply.text, reply.text
+    assert len(product.clients()) == 1  # still connected, by polling
+    await product.http.post(session, content="1")
+    await eventually(lambda: not product.clients())
+    assert (await product.http.get(session)).status_code == 400  # the session is over
     await product.all_gone()
 
 
