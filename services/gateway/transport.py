@@ -4,7 +4,11 @@ python-socketio's own room emit creates one asyncio task per recipient and waits
 them; here an event's frame is encoded once and handed to every recipient. This is the one
 module that touches python-socketio, python-engineio and uvicorn internals.
 
-Two lanes lead to a client, and they keep one order:
+A client on a lean connection (services/gateway/wire.py, how `dronecast` serves WebSocket
+clients) is its own lane: one ordered way out. What follows is for clients on python-
+engineio's sockets: long-polling, and WebSockets when the app runs behind another server.
+
+Two lanes lead to such a client, and they keep one order:
 
 - The queue: engine.io's per-socket queue, drained by engine.io's writer task (or a polling
   GET). Every packet python-socketio itself sends (CONNECT, acks, pings, CLOSE) goes this way.
