@@ -35,6 +35,7 @@ class Action(StrEnum):
     RAISE_ALERTS = "raise_alerts"  # create alerts, attach images
     MANAGE_TASKS = "manage_tasks"  # create and cancel processing tasks
     ACT_AS_DRONE = "act_as_drone"  # the drone WebSocket, task status and results
+    SEND_TELEMETRY = "send_telemetry"  # sensor readings (seed 004), for the drones in scope
 
 
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
@@ -48,7 +49,13 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     ),
     # A drone's token names only itself, so what it reads and hears is its own.
     Role.DRONE: frozenset(
-        {Action.READ, Action.SUBSCRIBE, Action.ACT_AS_DRONE, Action.RAISE_ALERTS}
+        {
+            Action.READ,
+            Action.SUBSCRIBE,
+            Action.ACT_AS_DRONE,
+            Action.RAISE_ALERTS,
+            Action.SEND_TELEMETRY,
+        }
     ),
     Role.DETECTOR: frozenset({Action.READ, Action.SUBSCRIBE}),
 }

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from shared.channels import SYSTEM_BROADCAST, ChannelKind, drone_channel
+from shared.channels import SYSTEM_BROADCAST, ChannelKind, drone_channel, fleet_channel
 
 
 class EventName(StrEnum):
@@ -80,8 +80,12 @@ def sio_event_for_kind(kind: str) -> str:
 
 
 def channel_for(name: EventName, serial: str | None) -> str:
-    if name is EventName.SYSTEM_BROADCAST or serial is None:
+    """`drone:{serial}:{kind}`; an event of no drone (a telemetry anomaly of a sensor that is on
+    no drone) goes on the fleet-wide `drone:all:{kind}`, which only all-drone subscribers get."""
+    if name is EventName.SYSTEM_BROADCAST:
         return SYSTEM_BROADCAST
+    if serial is None:
+        return fleet_channel(_KIND_BY_EVENT[name])
     return drone_channel(serial, _KIND_BY_EVENT[name])
 
 

@@ -111,6 +111,17 @@ class Settings(BaseSettings):
         1000, ge=10, description="Messages queued for one device socket before it is cut off."
     )
 
+    # --- Telemetry (seed 004; README "Telemetry (seed 004)") ------------------------------------
+    telemetry_history_size: int = Field(
+        100, ge=2, le=10_000, description="Readings of a sensor its new reading is compared with."
+    )
+    telemetry_min_samples: int = Field(
+        20, ge=2, description="Fewer readings than this in the history: no verdict (score 0)."
+    )
+    telemetry_anomaly_z: float = Field(
+        3.0, gt=0, description="A reading this many standard deviations from the mean is one."
+    )
+
     @model_validator(mode="after")
     def _refuse_default_secret_outside_dev(self) -> Settings:
         if (

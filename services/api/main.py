@@ -19,6 +19,8 @@ from services.api.metrics import HttpMetricsMiddleware, RequestIdMiddleware
 from services.api.security import BodySizeLimit
 from services.api.tasks.endpoints import router as tasks_router
 from services.api.tasks.endpoints import seed_router as tasks_seed_router
+from services.api.telemetry.endpoints import router as telemetry_router
+from services.api.telemetry.service import telemetry_service
 from shared.limits import RateLimiter
 from shared.logging import get_logger
 from shared.models import DOCUMENT_MODELS
@@ -111,12 +113,15 @@ def create_app(
     app.state.device_hub = device_hub
     app.state.rate_limiter = RateLimiter(settings.requests_per_second, settings.request_burst)
     install_error_handlers(app)
-    app.include_router(probe_router(rt, "api"))
+    app.include_router(
+        probe_router(rt, "api", before_scrape=[telemetry_service.refresh_active_sensors])
+    )
     app.include_router(drones_router)
     app.include_router(alerts_router)
     app.include_router(alerts_seed_router)
     app.include_router(tasks_router)
     app.include_router(tasks_seed_router)
+    app.include_router(telemetry_router)
     app.include_router(devices_router)
     app.add_middleware(
         CORSMiddleware,

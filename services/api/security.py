@@ -58,6 +58,7 @@ CanRespond = Annotated[Principal, Depends(_requiring(Action.RESPOND))]
 CanRaiseAlerts = Annotated[Principal, Depends(_requiring(Action.RAISE_ALERTS))]
 CanManageTasks = Annotated[Principal, Depends(_requiring(Action.MANAGE_TASKS))]
 CanActAsDrone = Annotated[Principal, Depends(_requiring(Action.ACT_AS_DRONE))]
+CanSendTelemetry = Annotated[Principal, Depends(_requiring(Action.SEND_TELEMETRY))]
 
 
 class BodySizeLimit:

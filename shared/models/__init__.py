@@ -2,6 +2,7 @@ from shared.models.alert import Alert
 from shared.models.drone import Drone
 from shared.models.presence import DevicePresence
 from shared.models.task import ProcessingResult, ProcessingTask, RoutingLease
+from shared.models.telemetry import TelemetryReading
 
 DOCUMENT_MODELS: list[type] = [
     Drone,
@@ -10,6 +11,7 @@ DOCUMENT_MODELS: list[type] = [
     ProcessingTask,
     ProcessingResult,
     RoutingLease,
+    TelemetryReading,
 ]
 
 __all__ = [
@@ -20,4 +22,5 @@ __all__ = [
     "ProcessingResult",
     "ProcessingTask",
     "RoutingLease",
+    "TelemetryReading",
 ]

@@ -36,7 +36,16 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action] = {
     ("POST", "/api/v1/processing-tasks/{task_id}/cancel"): Action.MANAGE_TASKS,
     ("GET", "/api/v1/processing-results/drone/{drone_id}"): Action.READ,
     ("GET", "/api/v1/processing-results/{task_id}"): Action.READ,
+    ("POST", "/api/v1/sensors/data"): Action.SEND_TELEMETRY,
+    ("GET", "/api/v1/sensors/data"): Action.READ,
+    ("GET", "/api/v1/sensors/alerts"): Action.READ,
+    ("PUT", "/api/v1/sensors/alerts/{alert_id}/resolve"): Action.RESPOND,
+    ("GET", "/api/v1/monitoring/stats"): Action.READ,
+    ("GET", "/api/v1/monitoring/health"): Action.READ,
+    ("GET", "/api/v1/monitoring/metrics"): Action.READ,
 }
+# Served under /api/v1 only (drones: seed 001 has no other path; seed 004's are all /api/v1).
+NO_SEED_PATH = ("/api/drones", "/api/sensors", "/api/monitoring")
 OPEN = {("GET", "/health"), ("GET", "/ready")}
 VALUES = {"sn": "SN1", "drone_id": "SN1", "alert_id": "alert_x", "task_id": "task_x"}
 
@@ -80,7 +89,7 @@ async def test_role_may_or_may_not(
         response = await api.request(
             method, path.format(**VALUES), json={}, headers=bearer(role, ["SN1"])
         )
-        if path.startswith("/api/drones"):  # drones have no seed path besides /api/v1
+        if path.startswith(NO_SEED_PATH):
             continue
         allowed = ROUTE_ACTIONS[(method, template)] in ROLE_ACTIONS[Role(role)]
         if allowed:
