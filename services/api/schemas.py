@@ -37,19 +37,24 @@ UtcDatetime = Annotated[datetime, BeforeValidator(_iso_8601_only), AfterValidato
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
-def _not_whole(value: Any) -> Any:
-    if isinstance(value, int):  # JSON mode hands a too-big integer to the float branch too
-        raise ValueError("integers must fit in 64 bits")
+def _as_double(value: Any) -> Any:
+    """A whole number beyond 64 bits is kept as a double, as a JavaScript client would read
+    it (MongoDB has no bigger integer); one beyond a double's range is refused."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError("number too large") from None
     return value
 
 
-# Only a number that is not whole: a whole one is an Int64, and a big whole number must not
-# slip in here as a float (that would change the client's data).
+# Any other number: a fraction, or a whole number beyond 64 bits (then a double). The schema
+# says "number", so what it calls valid is what we accept.
 Fraction = Annotated[
     float,
-    BeforeValidator(_not_whole),
+    BeforeValidator(_as_double),
     Field(allow_inf_nan=False),
-    WithJsonSchema({"type": "number", "not": {"type": "integer"}}),
+    WithJsonSchema({"type": "number"}),
 ]
 # Not a MongoDB operator, no NUL.
 Key = Annotated[str, Field(pattern=r"^([^$\x00][^\x00]*)?$", max_length=256)]

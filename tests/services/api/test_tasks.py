@@ -105,7 +105,7 @@ async def test_list_filters_and_paginates(api_client: httpx.AsyncClient) -> None
         {"priority": 6},
         {"drone_id": "bad drone"},
         {"drone_id": {"$ne": None}},
-        {"input_data": {"n": 2**70}},
+        {"input_data": {"n": 10**400}},  # beyond a double
         {"input_data": {"$where": "sleep(1000)"}},
         {"input_data": "not an object"},
         {"status": "completed"},
@@ -120,6 +120,18 @@ async def test_invalid_task_is_a_422_and_stores_nothing(
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "ValidationError"
     assert (await api_client.get("/api/v1/processing-tasks")).json()["total"] == 0
+
+
+async def test_whole_numbers_beyond_64_bits_are_kept_as_doubles(
+    api_client: httpx.AsyncClient,
+) -> None:
+    """MongoDB has no bigger integer; a JavaScript client would read such a number as a double
+    too. 64-bit integers stay exact."""
+    input_data = {"big": 2**70, "exact": 2**63 - 1, "tiny": 0.5}
+    task_id = await create(api_client, input_data=input_data)
+    stored = (await api_client.get(f"/api/v1/processing-tasks/{task_id}")).json()["input_data"]
+    assert stored == {"big": float(2**70), "exact": 2**63 - 1, "tiny": 0.5}
+    assert isinstance(stored["exact"], int)
 
 
 @pytest.mark.parametrize(
