@@ -20,6 +20,7 @@ from services.api.security import BodySizeLimit
 from services.api.tasks.endpoints import router as tasks_router
 from services.api.tasks.endpoints import seed_router as tasks_seed_router
 from services.api.telemetry.endpoints import router as telemetry_router
+from services.api.telemetry.graphql import graphql_router
 from services.api.telemetry.service import telemetry_service
 from shared.limits import RateLimiter
 from shared.logging import get_logger
@@ -122,6 +123,7 @@ def create_app(
     app.include_router(tasks_router)
     app.include_router(tasks_seed_router)
     app.include_router(telemetry_router)
+    app.include_router(graphql_router(settings))
     app.include_router(devices_router)
     app.add_middleware(
         CORSMiddleware,

@@ -1,7 +1,7 @@
 """Telemetry over REST (seed 004): `/api/v1/sensors/…` and `/api/v1/monitoring/…`.
 
-Seed 004 serves these under `/api/v1` only, so there are no other paths. Its GraphQL endpoint
-(`/api/v1/graphql`) is not served.
+Seed 004 serves these under `/api/v1` only, so there are no other paths. Its GraphQL endpoint,
+`/api/v1/graphql`, is `graphql.py`, over the same service.
 """
 
 from __future__ import annotations

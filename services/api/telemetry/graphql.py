@@ -1,0 +1,365 @@
+"""Telemetry over GraphQL (seed 004): `POST /api/v1/graphql`, queries `sensorData` and
+`anomalyAlerts`.
+
+The resolvers call the same `telemetry_service` as the REST lists, so filters, the token's
+drone scope and the order (newest first) are the REST ones; only the shape differs (seed 004's
+camelCase). A query needs what a REST read needs (`CanRead`): no token is an HTTP 401 JSON error
+before any GraphQL runs. Bad arguments are GraphQL errors (`errors`, HTTP 200), never a 500.
+There are no mutations or subscriptions. Outside production, `GET` serves GraphiQL (a static
+page: the queries it sends need a token like any other).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import strawberry
+from cross_web import HTTPException as GraphQLHTTPException
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
+from graphql import GraphQLError
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.alias_generators import to_camel
+from starlette.exceptions import HTTPException
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.fastapi import BaseContext, GraphQLRouter
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.scalars import JSON
+from strawberry.types import ExecutionContext
+
+from services.api.drones.schemas import SERIAL_PATTERN
+from services.api.schemas import IsoDatetime
+from services.api.security import CanRead
+from services.api.telemetry.schemas import ReadingFilters
+from services.api.telemetry.service import telemetry_service
+from shared.auth import Principal
+from shared.errors import DroneCastError
+from shared.logging import get_logger
+from shared.models import TelemetryReading
+from shared.models.alert import Severity
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+PATH = "/api/v1/graphql"
+MAX_DEPTH = 5
+# Each alias is one more resolver run (up to 500 readings each); the seed's queries use none.
+MAX_ALIASES = 10
+# Bounds the parser's work (and recursion) well below the body-size limit; GraphiQL's
+# introspection query is about 300 tokens.
+MAX_TOKENS = 2000
+
+# --- arguments: validated as the REST query parameters are ------------------------------------
+
+SerialArg = Annotated[str, Field(pattern=SERIAL_PATTERN)]
+LabelArg = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Page(BaseModel):
+    # As `PageDep` on REST.
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+    def filters(self) -> ReadingFilters:
+        return ReadingFilters(**self.model_dump(exclude={"limit", "offset"}))
+
+
+class _ReadingArgs(_Page):
+    sensor_id: SerialArg | None = None
+    sensor_type: LabelArg | None = None
+    location: LabelArg | None = None
+    drone_serial: SerialArg | None = None
+    is_anomaly: bool | None = None
+    since: IsoDatetime | None = None
+    until: IsoDatetime | None = None
+
+
+class _AlertArgs(_Page):
+    severity: Severity | None = None
+    resolved: bool | None = None
+    sensor_id: SerialArg | None = None
+    drone_serial: SerialArg | None = None
+    since: IsoDatetime | None = None
+    until: IsoDatetime | None = None
+
+
+Args = TypeVar("Args", bound=_Page)
+
+
+def _validated(model: type[Args], **values: Any) -> Args:
+    """The arguments, or a GraphQL error naming each bad one as the client spelled it."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(to_camel(str(part)) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()[:5]
+        ]
+        raise GraphQLError("; ".join(problems), extensions={"code": "BAD_USER_INPUT"}) from None
+
+
+# --- types (seed 004's fields, plus ours) -----------------------------------------------------
+
+
+@strawberry.type(description="A stored sensor reading, with its anomaly verdict.")
+class SensorReading:
+    id: strawberry.ID
+    sensor_id: str
+    sensor_type: str
+    value: float
+    unit: str | None
+    location: str | None
+    metadata: JSON
+    timestamp: str = strawberry.field(description="ISO 8601, UTC, milliseconds")
+    is_anomaly: bool
+    anomaly_score: float = strawberry.field(description="|value - mean| / std of the history")
+    drone_serial: str | None
+
+    @classmethod
+    def of(cls, reading: TelemetryReading) -> SensorReading:
+        public = reading.public()  # the REST body: same values, same formats
+        return cls(
+            id=strawberry.ID(public["id"]),
+            sensor_id=public["sensor_id"],
+            sensor_type=public["sensor_type"],
+            value=public["value"],
+            unit=public["unit"],
+            location=public["location"],
+            metadata=public["metadata"],
+            timestamp=public["timestamp"],
+            is_anomaly=public["is_anomaly"],
+            anomaly_score=public["anomaly_score"],
+            drone_serial=public["drone_serial"],
+        )
+
+
+@strawberry.type(description="An anomaly alert: a flagged reading.")
+class AnomalyAlert:
+    id: strawberry.ID
+    sensor_id: str
+    sensor_type: str
+    severity: str = strawberry.field(description="critical, high, medium or low")
+    message: str
+    timestamp: str = strawberry.field(description="ISO 8601, UTC, milliseconds")
+    resolved: bool
+    resolved_at: str | None
+    value: float
+    unit: str | None
+    anomaly_score: float
+    drone_serial: str | None
+
+    @classmethod
+    def of(cls, reading: TelemetryReading) -> AnomalyAlert:
+        public = reading.public_alert()
+        return cls(
+            id=strawberry.ID(public["id"]),
+            sensor_id=public["sensor_id"],
+            sensor_type=public["sensor_type"],
+            severity=public["severity"],
+            message=public["message"],
+            timestamp=public["timestamp"],
+            resolved=public["resolved"],
+            resolved_at=public["resolved_at"],
+            value=public["value"],
+            unit=public["unit"],
+            anomaly_score=public["anomaly_score"],
+            drone_serial=public["drone_serial"],
+        )
+
+
+class GraphQLContext(BaseContext):
+    def __init__(self, principal: Principal) -> None:
+        super().__init__()
+        self.principal = principal
+
+
+Info = strawberry.Info[GraphQLContext, None]
+Since = Annotated[str | None, strawberry.argument(description="timestamp >= since (ISO 8601)")]
+Until = Annotated[str | None, strawberry.argument(description="timestamp <= until (ISO 8601)")]
+Limit = Annotated[int, strawberry.argument(description="1 to 500")]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Readings, newest first, of the drones the token may see.")
+    async def sensor_data(
+        self,
+        info: Info,
+        sensor_id: str | None = None,
+        sensor_type: str | None = None,
+        location: str | None = None,
+        drone_serial: str | None = None,
+        is_anomaly: bool | None = None,
+        since: Since = None,
+        until: Until = None,
+        limit: Limit = 50,
+        offset: int = 0,
+    ) -> list[SensorReading]:
+        args = _validated(
+            _ReadingArgs,
+            sensor_id=sensor_id,
+            sensor_type=sensor_type,
+            location=location,
+            drone_serial=drone_serial,
+            is_anomaly=is_anomaly,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+        readings, _ = await telemetry_service.find(
+            info.context.principal, args.filters(), args.limit, args.offset
+        )
+        return [SensorReading.of(reading) for reading in readings]
+
+    @strawberry.field(description="Anomaly alerts, newest first, of the drones the token may see.")
+    async def anomaly_alerts(
+        self,
+        info: Info,
+        severity: Annotated[
+            str | None, strawberry.argument(description="critical, high, medium or low")
+        ] = None,
+        resolved: bool | None = None,
+        sensor_id: str | None = None,
+        drone_serial: str | None = None,
+        since: Since = None,
+        until: Until = None,
+        limit: Limit = 50,
+        offset: int = 0,
+    ) -> list[AnomalyAlert]:
+        args = _validated(
+            _AlertArgs,
+            severity=severity,
+            resolved=resolved,
+            sensor_id=sensor_id,
+            drone_serial=drone_serial,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+        alerts, _ = await telemetry_service.find_alerts(
+            info.context.principal, args.filters(), args.limit, args.offset
+        )
+        return [AnomalyAlert.of(alert) for alert in alerts]
+
+
+# --- schema and router ------------------------------------------------------------------------
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """A bug or an outage, not the client's mistake: masked in the response, logged here."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError | DroneCastError)
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # strawberry logs every error with a traceback; the client's own mistakes are not ours.
+        for error in errors:
+            if _unexpected(error):
+                log.error(
+                    "graphql_error",
+                    error=type(error.original_error).__name__,
+                    detail=str(error.original_error),
+                    path=error.path,
+                )
+
+
+schema = _Schema(
+    query=Query,
+    # Factories: strawberry builds a fresh extension per request.
+    extensions=[
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaskErrors(should_mask_error=_unexpected),
+    ],
+)
+
+
+async def graphql_context(principal: CanRead) -> GraphQLContext:
+    return GraphQLContext(principal)
+
+
+class _Router(GraphQLRouter[GraphQLContext, None]):
+    def decode_json(self, data: str | bytes) -> object:
+        # strawberry fails (a 500) on a body that is not UTF-8, too deeply nested to decode, or
+        # not an object.
+        try:
+            body = super().decode_json(data)
+        except UnicodeDecodeError:
+            raise GraphQLHTTPException(400, "request body is not UTF-8") from None
+        except RecursionError:
+            raise GraphQLHTTPException(400, "request body is nested too deeply") from None
+        if not isinstance(body, dict):
+            raise GraphQLHTTPException(400, 'the body must be a JSON object with a "query"')
+        wrong = [
+            name
+            for name, kind in (("query", str), ("variables", dict), ("operationName", str))
+            if body.get(name) is not None and not isinstance(body[name], kind)
+        ]
+        if wrong:
+            raise GraphQLHTTPException(400, f"wrong type: {', '.join(wrong)}")
+        return body
+
+    async def run(self, *args: Any, **kwargs: Any) -> Any:
+        # strawberry answers its own HTTP-level refusals (no query, not JSON) in plain text;
+        # the API's are `{"error", "detail"}`, so hand them to its error handler.
+        try:
+            return await super().run(*args, **kwargs)
+        except GraphQLHTTPException as exc:
+            raise HTTPException(exc.status_code, exc.reason) from None
+
+
+REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["query"],
+                "properties": {
+                    "query": {"type": "string", "minLength": 1},
+                    "variables": {"type": ["object", "null"]},
+                    "operationName": {"type": ["string", "null"]},
+                },
+            }
+        }
+    },
+}
+
+
+async def graphiql() -> HTMLResponse:
+    """GraphiQL: a static page; the queries it sends need a token like any other."""
+    return HTMLResponse(get_graphql_ide_html("graphiql"))
+
+
+def graphql_router(settings: Settings) -> APIRouter:
+    """`POST /api/v1/graphql`, and GraphiQL on `GET` outside production."""
+    router = _Router(
+        schema,
+        path=PATH,
+        graphql_ide=None,
+        allow_queries_via_get=False,
+        context_getter=graphql_context,
+        tags=["telemetry"],
+    )
+    # Queries go by POST only: drop strawberry's GET and WebSocket (subscription) routes.
+    router.routes = [
+        route
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.methods == {"POST"}
+    ]
+    for route in router.routes:
+        assert isinstance(route, APIRoute)
+        route.summary = "Run a GraphQL query (seed 004's sensorData, anomalyAlerts)"
+        route.openapi_extra = {"requestBody": REQUEST_BODY}  # strawberry reads the body itself
+    if settings.environment != "production":
+        router.add_api_route(
+            PATH, graphiql, methods=["GET"], response_class=HTMLResponse, summary="GraphiQL"
+        )
+    return router
