@@ -398,6 +398,8 @@ class EngineSocket(asyncio.Protocol):
         old.upgrading = True  # as engine.io: polls get NOOP from now on
         transport.write(_switching(endpoint, key))
         endpoint.connections.add(sock)
+        # An upgrade that does not finish within a ping timeout is given up.
+        sock.timer = endpoint.loop.call_later(endpoint.eio.ping_timeout, sock._upgrade_expired)
         return sock
 
     @staticmethod
@@ -694,7 +696,14 @@ class EngineSocket(asyncio.Protocol):
         endpoint = self.endpoint
         endpoint.eio.sockets[self.sid] = self
         endpoint.sink.replace(self.sid, self)
+        self._cancel_timer()
         self.timer = endpoint.loop.call_later(endpoint.eio.ping_interval, self._ping)
+
+    def _upgrade_expired(self) -> None:
+        self.timer = None
+        if self.upgrade_from is not None:
+            self._abandon_upgrade()
+            self.close_ws(CLOSE_NORMAL)
 
     def _abandon_upgrade(self) -> None:
         old, self.upgrade_from = self.upgrade_from, None

@@ -401,6 +401,32 @@ async def test_pure_polling_client_works(product: Product) -> None:
     await product.all_gone()
 
 
+async def test_unfinished_upgrade_is_given_up(product: Product) -> None:
+    """A WebSocket that never sends the probe is closed; the client goes on polling."""
+    product.gateway.sio.eio.ping_timeout = 0.3
+    path = "/ws/events/?EIO=4&transport=polling"
+    handshake = orjson.loads((await product.http.get(path)).text[1:])
+    session = f"{path}&sid={handshake['sid']}"
+    await product.http.post(session, content="40")
+    assert (await product.http.get(session)).status_code == 200
+    ws_url = (
+        product.url.replace("http://", "ws://")
+        + f"/ws/events/?EIO=4&transport=websocket&sid={handshake['sid']}"
+    )
+    async with websockets.connect(ws_url) as ws:
+        start = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 3)
+        assert time.monotonic() - start < 2
+    [polling] = product.sockets().values()
+    assert not isinstance(polling, EngineSocket) and not polling.upgrading
+    await product.http.post(session, content='421["subscribe",{"all":true}]')
+    reply = await product.http.get(session, timeout=5)
+    assert reply.status_code == 200 and "431[" in reply.text, reply.text
+    await product.http.post(session, content="1")
+    await eventually(lambda: not product.clients())
+
+
 # --- 4. bad requests get engine.io's answers ------------------------------------------------
 
 
