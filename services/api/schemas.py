@@ -20,6 +20,16 @@ def naive_utc(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+def time_window(since: datetime | None, until: datetime | None) -> dict[str, datetime] | None:
+    """The MongoDB range `since <= t <= until` of a list filter, or None without bounds."""
+    window: dict[str, datetime] = {}
+    if since is not None:
+        window["$gte"] = naive_utc(since)
+    if until is not None:
+        window["$lte"] = naive_utc(until)
+    return window or None
+
+
 def _iso_8601_only(value: Any) -> Any:
     """pydantic would also take a number (or a numeric string) as Unix time; the schema says
     ISO 8601, so only that is accepted."""

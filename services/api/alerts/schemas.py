@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.drones.schemas import Serial
-from services.api.schemas import UtcDatetime, naive_utc
+from services.api.schemas import UtcDatetime, time_window
 from shared.models.alert import AlertStatus, AlertType, Severity
 
 AlertId = Annotated[str, Field(min_length=1, max_length=100, description="Server-made alert id")]
@@ -125,11 +125,7 @@ class AlertFilters(BaseModel):
             value = getattr(self, field)
             if value is not None:
                 query[field] = str(value)
-        window: dict[str, datetime] = {}
-        if self.since is not None:
-            window["$gte"] = naive_utc(self.since)
-        if self.until is not None:
-            window["$lte"] = naive_utc(self.until)
+        window = time_window(self.since, self.until)
         if window:
             query["timestamp"] = window
         return query

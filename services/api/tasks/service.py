@@ -9,6 +9,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
+from services.api.schemas import time_window
 from services.api.tasks.repository import (
     NEWEST_FIRST,
     NEXT_FIRST,
@@ -155,12 +156,8 @@ class TaskService:
                 query[field] = value
         if filters.status is not None:
             query["status"] = filters.status.value
-        if filters.since or filters.until:
-            window: dict[str, Any] = {}
-            if filters.since:
-                window["$gte"] = filters.since
-            if filters.until:
-                window["$lte"] = filters.until
+        window = time_window(filters.since, filters.until)
+        if window:
             query["created_at"] = window
         if principal.drones is not None:
             allowed = sorted(principal.drones)

@@ -15,7 +15,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from services.api.drones.schemas import SERIAL_PATTERN, Serial
-from services.api.schemas import JsonObject, UtcDatetime, naive_utc
+from services.api.schemas import JsonObject, UtcDatetime, time_window
 from shared.models.alert import Severity
 
 MAX_BATCH = 500
@@ -167,11 +167,7 @@ class ReadingFilters(BaseModel):
                 query[flag] = value
         if self.severity is not None:
             query["severity"] = self.severity.value
-        window: dict[str, datetime] = {}
-        if self.since is not None:
-            window["$gte"] = naive_utc(self.since)
-        if self.until is not None:
-            window["$lte"] = naive_utc(self.until)
+        window = time_window(self.since, self.until)
         if window:
             query["timestamp"] = window
         return query
