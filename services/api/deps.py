@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
@@ -39,6 +39,16 @@ class Page:
     ) -> None:
         self.limit = limit
         self.offset = offset
+
+    def body(self, name: str, items: list[dict[str, Any]], total: int) -> dict[str, Any]:
+        """A list response: `{name: items, "count", "total", "limit", "offset"}`."""
+        return {
+            name: items,
+            "count": len(items),
+            "total": total,
+            "limit": self.limit,
+            "offset": self.offset,
+        }
 
 
 PageDep = Annotated[Page, Depends()]

@@ -51,13 +51,7 @@ async def list_alerts(
         until=until,
     )
     alerts, total = await alert_service.find(principal, filters, page.limit, page.offset)
-    return {
-        "alerts": [alert.public() for alert in alerts],
-        "count": len(alerts),
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    }
+    return page.body("alerts", [alert.public() for alert in alerts], total)
 
 
 async def create_alert(

@@ -44,13 +44,7 @@ async def list_drones(
         "deviceCategory": deviceCategory,
     }
     drones, total = await drone_service.list(principal, page.limit, page.offset, filters)
-    return {
-        "drones": [drone.public() for drone in drones],
-        "count": len(drones),
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    }
+    return page.body("drones", [drone.public() for drone in drones], total)
 
 
 @router.get("/sn/{sn}", response_model=DroneOut, responses=_ERRORS)

@@ -67,13 +67,7 @@ async def list_tasks(
         until=until,
     )
     tasks, total = await task_service.find(principal, filters, page.limit, page.offset)
-    return {
-        "tasks": [task.public() for task in tasks],
-        "count": len(tasks),
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    }
+    return page.body("tasks", [task.public() for task in tasks], total)
 
 
 async def get_task(task_id: str, principal: CanRead) -> dict[str, Any]:

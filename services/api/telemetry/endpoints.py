@@ -81,13 +81,7 @@ async def list_sensor_data(
         until=until,
     )
     readings, total = await telemetry_service.find(principal, filters, page.limit, page.offset)
-    return {
-        "readings": [reading.public() for reading in readings],
-        "count": len(readings),
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    }
+    return page.body("readings", [reading.public() for reading in readings], total)
 
 
 async def list_anomaly_alerts(
@@ -110,13 +104,7 @@ async def list_anomaly_alerts(
         until=until,
     )
     alerts, total = await telemetry_service.find_alerts(principal, filters, page.limit, page.offset)
-    return {
-        "alerts": [alert.public_alert() for alert in alerts],
-        "count": len(alerts),
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    }
+    return page.body("alerts", [alert.public_alert() for alert in alerts], total)
 
 
 async def resolve_anomaly_alert(
