@@ -53,9 +53,9 @@ def settings() -> Settings:
     return make_settings()
 
 
-@pytest.fixture
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The api on the embedded store and broker (or MONGODB_URI), driven in-process."""
+async def in_process_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The api with these settings on the embedded store and broker (or MONGODB_URI), driven
+    in-process; `client.app` is the app."""
     from services.api.main import create_app
 
     app = create_app(settings)
@@ -65,6 +65,21 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             client.app = app  # type: ignore[attr-defined]
             yield client
         await drop_database(app.state.runtime)
+
+
+@pytest.fixture
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in in_process_api(settings):
+        yield client
+
+
+@pytest.fixture
+async def secured() -> AsyncIterator[httpx.AsyncClient]:
+    """The api with authentication on (tokens from tests.fixtures.auth)."""
+    from tests.fixtures.auth import SECRET
+
+    async for client in in_process_api(make_settings(auth_enabled=True, secret_key=SECRET)):
+        yield client
 
 
 async def drop_database(runtime: Any) -> None:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from services.api.main import create_app
-from tests.conftest import drop_database, make_settings
-from tests.fixtures.auth import SECRET, bearer
+from tests.fixtures.auth import bearer
 
 BODY = {"alert_type": "fire", "score": 0.9, "location": {"lat": 1.0, "lng": 2.0}}
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_settings(auth_enabled=True, secret_key=SECRET))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
-        await drop_database(app.state.runtime)
+async def api(secured: httpx.AsyncClient) -> httpx.AsyncClient:
+    return secured
 
 
 async def raise_alert(api: httpx.AsyncClient, drone: str) -> str:

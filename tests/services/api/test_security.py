@@ -8,21 +8,12 @@ import httpx
 import jwt
 import pytest
 
-from services.api.main import create_app
 from shared.settings import Settings
-from tests.conftest import drop_database, make_settings
+from tests.conftest import in_process_api as client_for
+from tests.conftest import make_settings
 from tests.fixtures.auth import SECRET, bearer, token
 
 ADMIN = bearer("admin")
-
-
-async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
-        await drop_database(app.state.runtime)
 
 
 @pytest.fixture

@@ -5,18 +5,16 @@ input with nothing stored, and seed 004's Prometheus metric names."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.api.main import create_app
 from services.dev import create_dev_app
 from shared.models import TelemetryReading
-from tests.conftest import drop_database, make_settings
-from tests.fixtures.auth import SECRET, bearer
+from tests.conftest import make_settings
+from tests.fixtures.auth import bearer
 from tests.fixtures.events import EventRecorder, record_all
 from tests.fixtures.servers import serve
 from tests.fixtures.sio import RecordingClient
@@ -63,16 +61,6 @@ async def send(client: httpx.AsyncClient, body: Any, **kwargs: Any) -> Any:
 @pytest.fixture
 async def events(api_client: httpx.AsyncClient) -> EventRecorder:
     return await record_all(api_client.app.state.broker)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def secured() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_settings(auth_enabled=True, secret_key=SECRET))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
-        await drop_database(app.state.runtime)
 
 
 # --- ingestion ---------------------------------------------------------------------------------

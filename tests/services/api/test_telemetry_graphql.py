@@ -4,7 +4,6 @@ answers is what the REST lists answer (same filters, scope and order), in camelC
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -74,16 +73,6 @@ async def error_messages(client: httpx.AsyncClient, query: str) -> list[str]:
     body = await graphql(client, query)
     assert body.get("errors"), body
     return [error["message"] for error in body["errors"]]
-
-
-@pytest.fixture
-async def secured() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_settings(auth_enabled=True, secret_key=SECRET))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
-        await drop_database(app.state.runtime)
 
 
 # --- the seed's queries ------------------------------------------------------------------------
