@@ -296,12 +296,29 @@ async def test_polling_client_upgrades_to_a_lean_connection(product: Product) ->
     await product.all_gone()
 
 
+async def joined(product: Product) -> Any:
+    """A `websockets` client past engine.io OPEN and Socket.IO CONNECT."""
+    ws = await websockets.connect(product.ws_url)
+    await ws.recv()
+    await ws.send("40")
+    await ws.recv()
+    return ws
+
+
+async def polling_session(product: Product) -> tuple[str, str]:
+    """A long-polling engine.io session that has sent Socket.IO CONNECT: its polling path, and
+    the WebSocket URL that upgrades it."""
+    path = "/ws/events/?EIO=4&transport=polling"
+    sid = orjson.loads((await product.http.get(path)).text[1:])["sid"]
+    session = f"{path}&sid={sid}"
+    await product.http.post(session, content="40")
+    ws_url = product.url.replace("http://", "ws://") + f"{EIO_WS_PATH}&sid={sid}"
+    return session, ws_url
+
+
 async def test_events_across_the_upgrade_arrive_once_and_in_order(product: Product) -> None:
     """Events queued for polling before and during the upgrade go out first on the WebSocket."""
-    path = "/ws/events/?EIO=4&transport=polling"
-    handshake = orjson.loads((await product.http.get(path)).text[1:])
-    session = f"{path}&sid={handshake['sid']}"
-    await product.http.post(session, content="40")
+    session, ws_url = await polling_session(product)
     await product.http.post(session, content='421["subscribe",{"all":true}]')
     polled = (await product.http.get(session)).text.split("\x1e")
     assert polled[-1].startswith("431["), polled  # connect, greeting, subscribe ack
@@ -311,10 +328,6 @@ async def test_events_across_the_upgrade_arrive_once_and_in_order(product: Produ
             await product.broker.publish(PendingEvent(EventName.DRONE_UPDATED, "SN1", {"n": n}))
 
     await publish(range(0, 100))  # waiting in the polling queue
-    ws_url = (
-        product.url.replace("http://", "ws://")
-        + f"/ws/events/?EIO=4&transport=websocket&sid={handshake['sid']}"
-    )
     async with websockets.connect(ws_url) as ws:
         await ws.send("2probe")
         assert await asyncio.wait_for(ws.recv(), 2) == "3probe"
@@ -336,15 +349,8 @@ async def test_events_across_the_upgrade_arrive_once_and_in_order(product: Produ
 
 
 async def test_failed_upgrade_leaves_the_client_polling(product: Product) -> None:
-    path = "/ws/events/?EIO=4&transport=polling"
-    handshake = orjson.loads((await product.http.get(path)).text[1:])
-    session = f"{path}&sid={handshake['sid']}"
-    await product.http.post(session, content="40")
+    session, ws_url = await polling_session(product)
     assert (await product.http.get(session)).status_code == 200
-    ws_url = (
-        product.url.replace("http://", "ws://")
-        + f"/ws/events/?EIO=4&transport=websocket&sid={handshake['sid']}"
-    )
     async with websockets.connect(ws_url) as ws:
         await ws.send("5")  # no probe first: not an upgrade engine.io accepts
         with pytest.raises(ConnectionClosed):
@@ -404,15 +410,8 @@ async def test_pure_polling_client_works(product: Product) -> None:
 async def test_unfinished_upgrade_is_given_up(product: Product) -> None:
     """A WebSocket that never sends the probe is closed; the client goes on polling."""
     product.gateway.sio.eio.ping_timeout = 0.3
-    path = "/ws/events/?EIO=4&transport=polling"
-    handshake = orjson.loads((await product.http.get(path)).text[1:])
-    session = f"{path}&sid={handshake['sid']}"
-    await product.http.post(session, content="40")
+    session, ws_url = await polling_session(product)
     assert (await product.http.get(session)).status_code == 200
-    ws_url = (
-        product.url.replace("http://", "ws://")
-        + f"/ws/events/?EIO=4&transport=websocket&sid={handshake['sid']}"
-    )
     async with websockets.connect(ws_url) as ws:
         start = time.monotonic()
         with pytest.raises(ConnectionClosed):
@@ -708,10 +707,7 @@ async def test_forwarded_client_address_is_honoured() -> None:
 
 
 async def test_client_close_frame_is_answered_and_frees_the_client(product: Product) -> None:
-    ws = await websockets.connect(product.ws_url)
-    await ws.recv()
-    await ws.send("40")
-    await ws.recv()
+    ws = await joined(product)
     assert len(product.clients()) == 1
     await asyncio.wait_for(ws.close(1000, "bye"), 2)
     assert ws.close_code == 1000
@@ -726,10 +722,7 @@ async def test_client_close_frame_code_is_echoed(product: Product, raw: RawWS) -
 
 
 async def test_engineio_close_packet_disconnects(product: Product) -> None:
-    ws = await websockets.connect(product.ws_url)
-    await ws.recv()
-    await ws.send("40")
-    await ws.recv()
+    ws = await joined(product)
     assert len(product.clients()) == 1
     await ws.send("1")
     with pytest.raises(ConnectionClosed):
@@ -832,10 +825,7 @@ async def test_client_that_reads_slowly_gets_everything_in_order(product: Produc
 async def test_shutdown_closes_lean_clients_with_1012() -> None:
     running = start_product(make_settings())
     product = await anext(running)
-    ws = await websockets.connect(product.ws_url)
-    await ws.recv()
-    await ws.send("40")
-    await ws.recv()
+    ws = await joined(product)
     start = time.monotonic()
     await asyncio.wait_for(running.aclose(), 4)  # the server exits
     assert time.monotonic() - start < 3
