@@ -38,21 +38,7 @@ import orjson
 import socketio
 from engineio import packet as eio_packet
 
-from services.gateway.wire import EngineSocket, serve_lean
-
-_FIN_TEXT = 0x81  # FIN + text opcode
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented, uncompressed WebSocket text frame (server to client)."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((_FIN_TEXT, n))
-    elif n < 65536:
-        header = bytes((_FIN_TEXT, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((_FIN_TEXT, 127)) + n.to_bytes(8, "big")
-    return header + payload
+from services.gateway.wire import EngineSocket, PendingFrames, serve_lean, ws_frame
 
 
 class Frame(eio_packet.Packet):
@@ -63,7 +49,7 @@ class Frame(eio_packet.Packet):
     def __init__(self, payload: bytes) -> None:
         super().__init__(eio_packet.MESSAGE, data=payload[1:].decode())
         self.encode_cache = payload.decode()  # what engine.io's writer sends
-        self.ws = ws_text_frame(payload)
+        self.ws = ws_frame(payload)
 
 
 def event_frame(sio_event: str, envelope: bytes) -> Frame:
@@ -176,20 +162,10 @@ def _sansio_protocol(send: Any) -> Any:
     return proto
 
 
-class Lane:
+class Lane(PendingFrames):
     """One client's way out: its engine.io socket and queue, and the direct lane if any."""
 
-    __slots__ = (
-        "direct",
-        "pending",
-        "proto",
-        "queue",
-        "resolved",
-        "sid",
-        "sink",
-        "socket",
-        "transport",
-    )
+    __slots__ = ("proto", "queue", "resolved", "sid", "socket", "transport")
 
     def __init__(self, sink: FrameSink, sid: str, socket: Any) -> None:
         self.sink = sink
@@ -201,10 +177,7 @@ class Lane:
             self.queue.lane = self
         self.proto: Any = None
         self.transport: Any = None
-        # Frames waiting for the end of the tick: one frame's bytes as they are (shared by all
-        # recipients, no copy), or a bytearray once a second frame joins. Neither is tracked
-        # by the garbage collector, so a broadcast allocates no GC object per recipient.
-        self.pending: bytes | bytearray | None = None
+        self.pending = None
         self.resolved = False
         # True while frames may skip the queue: the queue is empty, its writer idle, the
         # transport not paused. Cleared by the queue and by `flush`; see `reopen`.
@@ -228,19 +201,6 @@ class Lane:
             and not proto.close_sent
             and not self.socket.closed
         )
-
-    def push(self, ws: bytes) -> None:
-        """Append a WebSocket frame to the direct lane (only while `direct`)."""
-        pending = self.pending
-        if pending is None:
-            self.pending = ws
-            self.sink.dirty(self)
-        elif pending.__class__ is bytearray:
-            pending += ws
-        else:
-            joined = bytearray(pending)
-            joined += ws
-            self.pending = joined
 
     def _resolve(self) -> None:
         """Find the client's WebSocket connection once engine.io has upgraded to it."""
@@ -302,7 +262,7 @@ class FrameSink:
         self._eio = sio.eio
         self.queue_limit = queue_limit
         self._lanes: dict[str, AnyLane] = {}
-        self._dirty: list[AnyLane] = []
+        self._dirty: list[PendingFrames] = []
         self._flush_scheduled = False
         # Told when a client's lane changes (an upgrade from long-polling).
         self.on_replace: Callable[[str, AnyLane], None] | None = None
@@ -381,7 +341,7 @@ class FrameSink:
             if lane.queue is not None:
                 lane.queue.lane = None
 
-    def dirty(self, lane: AnyLane) -> None:
+    def dirty(self, lane: PendingFrames) -> None:
         self._dirty.append(lane)
         if not self._flush_scheduled:
             self._flush_scheduled = True
