@@ -22,6 +22,7 @@ from services.gateway.hub import Client, Hub
 from services.gateway.relay import Relay
 from services.gateway.schemas import SubscribeRequest
 from services.gateway.transport import FrameSink, event_frame, json_frame
+from services.gateway.wire import CLOSE_SLOW_CONSUMER, SLOW_CONSUMER
 from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify_token
 from shared.broker import Broker, BrokerUnavailable, Snapshot
 from shared.broker.base import id_after
@@ -36,7 +37,6 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 SOCKETIO_PATH = "ws/events"
-SLOW_CONSUMER_CODE = 3008  # Centrifugo's "slow" disconnect code
 REPLAY_STALL_SECONDS = 10.0
 
 
@@ -333,7 +333,7 @@ class Gateway:
         log.warning("slow_client_disconnected", sid=client.sid, dropped_frames=dropped)
         reason = {
             "error": "SlowConsumer",
-            "code": SLOW_CONSUMER_CODE,
+            "code": CLOSE_SLOW_CONSUMER,
             "detail": "too many undelivered events; reconnect and subscribe with lastEventId",
         }
         self.sink.send(client.eio_sid, json_frame("error", reason))
@@ -342,4 +342,4 @@ class Gateway:
         # lastEventId. A Socket.IO DISCONNECT would tell them not to come back.
         socket = self.sio.eio.sockets.get(client.eio_sid)
         if socket is not None:
-            await socket.close(wait=False, reason="slow consumer")
+            await socket.close(wait=False, reason=SLOW_CONSUMER)

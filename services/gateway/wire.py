@@ -61,6 +61,7 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_SLOW_CONSUMER = 3008  # Centrifugo's "slow" disconnect code
+SLOW_CONSUMER = "slow consumer"  # the close reason the gateway gives a client cut off as slow
 
 CLOSE_TIMEOUT = 5.0  # how long a closing connection may keep its socket before it is aborted
 INBOX_PAUSE = 64  # received messages waiting for their handler before reading pauses
@@ -491,7 +492,7 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
         await eio._trigger_event(
             "disconnect", self.sid, reason or eio.reason.SERVER_DISCONNECT, run_async=False
         )
-        code = CLOSE_SLOW_CONSUMER if reason == "slow consumer" else CLOSE_NORMAL
+        code = CLOSE_SLOW_CONSUMER if reason == SLOW_CONSUMER else CLOSE_NORMAL
         if not abort:
             self.send_frame(CLOSE_PACKET_FRAME)
         self.closed = True
