@@ -7,6 +7,7 @@ broker); clients are real python-socketio clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Product:
     url: str
     http: httpx.AsyncClient
     app: Any
+    lean: bool = True  # Socket.IO clients on the gateway's lean connections (wire.py)
 
     @property
     def broker(self) -> Any:
@@ -54,7 +56,7 @@ class Product:
 async def start_product(settings: Settings, ws: Any = WebSocketProtocol) -> AsyncIterator[Product]:
     app = create_dev_app(settings)
     async with serve(app, ws) as url, httpx.AsyncClient(base_url=url) as http:
-        yield Product(url=url, http=http, app=app)
+        yield Product(url=url, http=http, app=app, lean=ws is WebSocketProtocol)
 
 
 # Socket.IO clients on the gateway's lean connections (as `dronecast` runs), and on python-
@@ -273,8 +275,20 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_up(product
             break
         await asyncio.sleep(0.05)
     assert list(gateway.hub.clients) == [healthy.client_id]  # the stalled one is gone
+    # Reading again, the stalled client finds why it was let go, then engine.io's CLOSE (a
+    # Socket.IO client then reconnects); the lean connection also closes with the same code.
+    told = closed = False
+    with contextlib.suppress(websockets.ConnectionClosed):
+        while not closed:
+            message = await asyncio.wait_for(stalled.recv(), 5)
+            told = told or (isinstance(message, str) and '"SlowConsumer"' in message)
+            closed = message == "1"
+    assert told and closed
+    if product.lean:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await asyncio.wait_for(stalled.recv(), 5)
+        assert stalled.close_code == 3008
     await healthy.close()
-    await stalled.close()
 
 
 async def test_snapshot_lost_with_redis_data_is_read_from_the_store(
