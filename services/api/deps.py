@@ -31,11 +31,16 @@ BrokerDep = Annotated[Broker, Depends(get_broker)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET = 50, 500, 10_000_000
+
+
 class Page:
     def __init__(
         self,
-        limit: Annotated[int, Query(ge=1, le=500, description="Items per page (max 500)")] = 50,
-        offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip")] = 0,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="Items per page (max 500)")
+        ] = DEFAULT_LIMIT,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")] = 0,
     ) -> None:
         self.limit = limit
         self.offset = offset

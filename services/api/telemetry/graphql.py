@@ -28,6 +28,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
+from services.api.deps import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from services.api.drones.schemas import SERIAL_PATTERN
 from services.api.schemas import IsoDatetime
 from services.api.security import CanRead
@@ -58,8 +59,8 @@ LabelArg = Annotated[str, Field(min_length=1, max_length=200)]
 
 class _Page(BaseModel):
     # As `PageDep` on REST.
-    limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0, le=10_000_000)
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
     def filters(self) -> ReadingFilters:
         return ReadingFilters(**self.model_dump(exclude={"limit", "offset"}))
