@@ -93,7 +93,7 @@ def dronecast_tree_impl(a: argparse.Namespace) -> Impl:
         raise SystemExit("--impl dronecast-tree needs --baseline-tree DIR")
     impl = dronecast_impl(dict(kv.split("=", 1) for kv in a.env))
     impl.name = "dronecast-tree"
-    impl.cmd = f"{VENV_BIN}/python -m shared.cli gateway --host 127.0.0.1 --port {{port}}"
+    impl.cmd = f"{VENV_BIN}/python -m services.cli gateway --host 127.0.0.1 --port {{port}}"
     impl.cwd = os.path.abspath(a.baseline_tree)
     return impl
 

@@ -21,7 +21,6 @@ from services.api.tasks.endpoints import router as tasks_router
 from services.api.tasks.endpoints import seed_router as tasks_seed_router
 from services.api.telemetry.endpoints import router as telemetry_router
 from services.api.telemetry.graphql import graphql_router
-from services.api.telemetry.service import telemetry_service
 from shared.limits import RateLimiter
 from shared.logging import get_logger
 from shared.models import DOCUMENT_MODELS
@@ -29,6 +28,7 @@ from shared.outbox import OutboxRelay
 from shared.probes import probe_router
 from shared.runtime import Runtime
 from shared.settings import Settings, get_settings
+from shared.telemetry.service import telemetry_service
 
 log = get_logger(__name__)
 

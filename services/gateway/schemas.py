@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from services.api.drones.schemas import Serial
+from shared.drones.schemas import Serial
 from shared.events import EVENT_ID_RE
 
 EventId = Annotated[str, Field(pattern=EVENT_ID_RE.pattern, max_length=42)]

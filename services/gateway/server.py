@@ -16,7 +16,6 @@ import socketio
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from services.api.drones.repository import drone_repository
 from services.gateway import metrics
 from services.gateway.hub import Client, Hub
 from services.gateway.relay import Relay
@@ -27,6 +26,7 @@ from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify
 from shared.broker import Broker, BrokerUnavailable, Snapshot
 from shared.broker.base import id_after
 from shared.channels import parse_channel
+from shared.drones.repository import drone_repository
 from shared.errors import DroneCastError
 from shared.events import PublishedEvent, sio_event_for_kind
 from shared.limits import RateLimiter

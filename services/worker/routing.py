@@ -15,8 +15,6 @@ from datetime import timedelta
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from services.api.tasks.repository import TaskRepository, task_repository
-from services.api.tasks.service import task_event
 from services.worker import metrics
 from shared.broker import Broker
 from shared.events import EventName
@@ -27,6 +25,8 @@ from shared.models.presence import PresenceKind
 from shared.models.task import ProcessingTask, RoutingLease
 from shared.outbox import drain, outbox_entries
 from shared.settings import Settings
+from shared.tasks.repository import TaskRepository, task_repository
+from shared.tasks.service import task_event
 
 log = get_logger(__name__)
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from services.api.tasks.repository import TaskRepository, task_repository
-from services.api.tasks.service import TaskService, status_event, task_service
 from services.worker import metrics
 from shared.broker import Broker
 from shared.logging import get_logger
 from shared.models.base import utcnow
 from shared.models.task import ProcessingTask, TaskStatus
 from shared.settings import Settings
+from shared.tasks.repository import TaskRepository, task_repository
+from shared.tasks.service import TaskService, status_event, task_service
 
 log = get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The Dockerfile, and the commands that compose and Kubernetes run, match the `dronecast` CLI.
 
-The CLI is asked for itself (`python -m shared.cli --help`), so a renamed subcommand or a changed
+The CLI is asked for itself (`python -m services.cli --help`), so a renamed subcommand or a changed
 default port shows up here as a mismatch with the deploy files.
 """
 
@@ -33,7 +33,7 @@ ENV = {**os.environ, "COLUMNS": "200"}  # no wrapped help lines
 
 def _help(*args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args, "--help"],
+        [sys.executable, "-m", "services.cli", *args, "--help"],
         cwd=REPO,
         env=ENV,
         capture_output=True,
@@ -53,7 +53,7 @@ def cli() -> dict[str, int | None]:
     commands = m.group(1).split(",")
     procs = {
         c: subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", c, "--help"],
+            [sys.executable, "-m", "services.cli", c, "--help"],
             cwd=REPO,
             env=ENV,
             stdout=subprocess.PIPE,
@@ -79,7 +79,7 @@ def test_cli_offers_the_services(cli) -> None:
 
 def test_console_script_is_dronecast() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["dronecast"] == "shared.cli:main"
+    assert project["scripts"]["dronecast"] == "services.cli:main"
 
 
 # --------------------------------------------------------------------------------------------

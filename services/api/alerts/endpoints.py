@@ -7,7 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.api.alerts.schemas import (
+from services.api.deps import BrokerDep, PageDep, RuntimeDep
+from services.api.devices.deps import DeviceHubDep
+from services.api.security import CanRaiseAlerts, CanRead, CanRespond
+from shared.alerts.schemas import (
     AlertCreate,
     AlertFilters,
     AlertImageBody,
@@ -16,13 +19,10 @@ from services.api.alerts.schemas import (
     AlertResponseBody,
     Stats,
 )
-from services.api.alerts.service import alert_service
-from services.api.deps import BrokerDep, PageDep, RuntimeDep
-from services.api.devices.deps import DeviceHubDep
-from services.api.drones.schemas import SERIAL_PATTERN
-from services.api.schemas import IsoDatetime
-from services.api.security import CanRaiseAlerts, CanRead, CanRespond
+from shared.alerts.service import alert_service
+from shared.drones.schemas import SERIAL_PATTERN
 from shared.models.alert import AlertStatus, AlertType, Severity
+from shared.schemas import IsoDatetime
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such alert (or not one the token may see)"},

@@ -2,7 +2,7 @@
 
 JSON text frames. A drone sends `alert` and `image` and receives `command`; an application
 receives `alert_update` and sends `response`. Every message gets an `ack` or an `error`; see
-`services/api/devices/schemas.py` and the README.
+`shared/devices/schemas.py` and the README.
 """
 
 from __future__ import annotations

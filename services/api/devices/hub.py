@@ -26,24 +26,14 @@ from pydantic import TypeAdapter, ValidationError
 from pymongo.errors import PyMongoError
 from starlette.websockets import WebSocket
 
-from services.api.alerts.service import alert_service
 from services.api.devices.connection import CloseReason, Connection, DeviceKind, encode
 from services.api.devices.messages import handle_frame
-from services.api.devices.nudges import COMMANDS, DRONE, SESSION, nudge_drone, parse_nudge
-from services.api.devices.presence import presence_service
-from services.api.devices.schemas import (
-    command_message,
-    error_message,
-    ping_message,
-    welcome_message,
-)
 from services.api.devices.tasks import (
     application_messages,
     deliver_tasks,
     task_cancelled_message,
 )
-from services.api.drones.schemas import Serial
-from services.api.tasks.repository import task_repository
+from shared.alerts.service import alert_service
 from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify_token
 from shared.broker import Broker, Subscription
 from shared.broker.base import FROM_START, id_after
@@ -53,13 +43,23 @@ from shared.channels import (
     drone_kind_pattern,
     parse_device_nudge_channel,
 )
+from shared.devices.schemas import (
+    command_message,
+    error_message,
+    ping_message,
+    welcome_message,
+)
+from shared.devices.service import presence_service
+from shared.drones.schemas import Serial
 from shared.errors import DroneCastError, Forbidden, InvalidInput, Unauthorized
 from shared.events import EventName, PublishedEvent
 from shared.limits import RateLimiter
 from shared.logging import get_logger
 from shared.models.task import TaskStatus
+from shared.nudges import COMMANDS, DRONE, SESSION, nudge_drone, parse_nudge
 from shared.runtime import Runtime
 from shared.settings import Settings
+from shared.tasks.repository import task_repository
 
 log = get_logger(__name__)
 

@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from services.api.alerts.schemas import AlertImageBody
-from services.api.alerts.service import alert_service
 from services.api.devices.connection import Connection, DeviceKind
-from services.api.devices.schemas import (
+from shared.alerts.schemas import AlertImageBody
+from shared.alerts.service import alert_service
+from shared.broker import Broker
+from shared.devices.schemas import (
     AlertFrame,
     ImageFrame,
     ResponseFrame,
@@ -21,10 +22,9 @@ from services.api.devices.schemas import (
     error_message,
     pong_message,
 )
-from services.api.tasks.schemas import ResultReport, StatusReport, TaskCreate
-from services.api.tasks.service import task_service
-from shared.broker import Broker
 from shared.errors import DroneCastError, Forbidden, InvalidInput
+from shared.tasks.schemas import ResultReport, StatusReport, TaskCreate
+from shared.tasks.service import task_service
 
 Reply = dict[str, Any] | None
 Handler = Callable[[Broker, Connection, dict[str, Any]], Awaitable[Reply]]

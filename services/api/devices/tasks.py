@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from services.api.devices.connection import Connection
-from services.api.tasks.repository import task_repository
 from shared.events import EventName, iso_now
 from shared.logging import get_logger
 from shared.models.task import ProcessingTask
+from shared.tasks.repository import task_repository
 
 log = get_logger(__name__)
 

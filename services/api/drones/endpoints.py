@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from services.api.deps import BrokerDep, PageDep
-from services.api.drones.schemas import DroneCreate, DroneList, DroneOut, DroneUpdate
-from services.api.drones.service import drone_service
 from services.api.security import CanManageDrones, CanRead
+from shared.drones.schemas import DroneCreate, DroneList, DroneOut, DroneUpdate
+from shared.drones.service import drone_service
 
 router = APIRouter(prefix="/api/v1/drones", tags=["drones"])
 

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from services.api.deps import BrokerDep, PageDep
-from services.api.drones.schemas import SERIAL_PATTERN
-from services.api.schemas import UtcDatetime
 from services.api.security import CanManageTasks, CanRead
-from services.api.tasks.schemas import (
+from shared.drones.schemas import SERIAL_PATTERN
+from shared.models.task import TaskStatus
+from shared.schemas import UtcDatetime
+from shared.tasks.schemas import (
     ResultList,
     ResultOut,
     TaskCreate,
@@ -20,8 +21,7 @@ from services.api.tasks.schemas import (
     TaskList,
     TaskOut,
 )
-from services.api.tasks.service import task_service
-from shared.models.task import TaskStatus
+from shared.tasks.service import task_service
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such task or result (or not one the token may see)"},

@@ -12,10 +12,12 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 
 from services.api.deps import BrokerDep, PageDep, RuntimeDep, SettingsDep
-from services.api.drones.schemas import SERIAL_PATTERN
-from services.api.schemas import IsoDatetime
 from services.api.security import CanRead, CanRespond, CanSendTelemetry
-from services.api.telemetry.schemas import (
+from shared.drones.schemas import SERIAL_PATTERN
+from shared.models.alert import Severity
+from shared.probes import prometheus_exposition, readiness
+from shared.schemas import IsoDatetime
+from shared.telemetry.schemas import (
     AnomalyAlertList,
     AnomalyAlertOut,
     MonitoringStats,
@@ -24,9 +26,7 @@ from services.api.telemetry.schemas import (
     ReadingOrBatch,
     ReadingOut,
 )
-from services.api.telemetry.service import telemetry_service
-from shared.models.alert import Severity
-from shared.probes import prometheus_exposition, readiness
+from shared.telemetry.service import telemetry_service
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such anomaly alert (or not one the token may see)"},

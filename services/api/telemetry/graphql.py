@@ -29,17 +29,17 @@ from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
 from services.api.deps import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
-from services.api.drones.schemas import SERIAL_PATTERN
-from services.api.schemas import IsoDatetime
 from services.api.security import CanRead
-from services.api.telemetry.schemas import ReadingFilters
-from services.api.telemetry.service import telemetry_service
 from shared.auth import Principal
+from shared.drones.schemas import SERIAL_PATTERN
 from shared.errors import DroneCastError
 from shared.logging import get_logger
 from shared.models import TelemetryReading
 from shared.models.alert import Severity
+from shared.schemas import IsoDatetime
 from shared.settings import Settings
+from shared.telemetry.schemas import ReadingFilters
+from shared.telemetry.service import telemetry_service
 
 log = get_logger(__name__)
 

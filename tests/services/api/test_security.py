@@ -198,7 +198,7 @@ def test_token_command_issues_a_token_the_api_accepts() -> None:
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "services.cli",
             "token",
             "--role",
             "detector",

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from services.api.devices.presence import presence_service
-from services.api.tasks.repository import task_repository
-from services.api.tasks.schemas import ResultReport, StatusReport, TaskCreate
-from services.api.tasks.service import task_service
 from services.worker import metrics
 from services.worker.routing import TaskRouter
 from services.worker.timeouts import TimeoutSweeper
 from shared.auth import ANONYMOUS_ADMIN
+from shared.devices.service import presence_service
 from shared.errors import Conflict
 from shared.models.task import ProcessingTask, TaskStatus
 from shared.runtime import Runtime
+from shared.tasks.repository import task_repository
+from shared.tasks.schemas import ResultReport, StatusReport, TaskCreate
+from shared.tasks.service import task_service
 from tests.conftest import drop_database, make_settings
 from tests.fixtures.events import EventRecorder, record_all
 

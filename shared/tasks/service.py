@@ -9,14 +9,6 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from services.api.schemas import time_window
-from services.api.tasks.repository import (
-    NEWEST_FIRST,
-    NEXT_FIRST,
-    TaskRepository,
-    task_repository,
-)
-from services.api.tasks.schemas import ResultReport, StatusReport, TaskCreate, TaskFilters
 from shared.auth import Action, Principal, Role
 from shared.broker import Broker
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -25,6 +17,14 @@ from shared.logging import get_logger
 from shared.models.base import utcnow
 from shared.models.task import FINAL, IN_FLIGHT, ProcessingResult, ProcessingTask, TaskStatus
 from shared.outbox import drain, outbox_entries
+from shared.schemas import time_window
+from shared.tasks.repository import (
+    NEWEST_FIRST,
+    NEXT_FIRST,
+    TaskRepository,
+    task_repository,
+)
+from shared.tasks.schemas import ResultReport, StatusReport, TaskCreate, TaskFilters
 
 log = get_logger(__name__)
 

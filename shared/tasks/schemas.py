@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from services.api.drones.schemas import Serial
-from services.api.schemas import StorableDocument, UtcDatetime
+from shared.drones.schemas import Serial
 from shared.models.task import TaskStatus
+from shared.schemas import StorableDocument, UtcDatetime
 
 AppId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the application")]
 TaskType = Annotated[str, Field(min_length=1, max_length=100)]

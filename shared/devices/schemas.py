@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.api.alerts.schemas import (
+from shared.alerts.schemas import (
     AlertId,
     AlertResponseBody,
     DroneAlertData,

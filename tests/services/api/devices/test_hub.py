@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from services.api.devices.presence import presence_service
+from shared.devices.service import presence_service
 from tests.conftest import make_settings
 from tests.fixtures.devices import (
     FAST_PRESENCE,

@@ -14,9 +14,9 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from services.api.drones.schemas import SERIAL_PATTERN, Serial
-from services.api.schemas import JsonObject, UtcDatetime, time_window
+from shared.drones.schemas import SERIAL_PATTERN, Serial
 from shared.models.alert import Severity
+from shared.schemas import JsonObject, UtcDatetime, time_window
 
 MAX_BATCH = 500
 MAX_METADATA_BYTES = 8 * 1024

@@ -16,10 +16,6 @@ from typing import Any
 
 from beanie import PydanticObjectId
 
-from services.api.telemetry import metrics
-from services.api.telemetry.detection import judge
-from services.api.telemetry.repository import TelemetryRepository, telemetry_repository
-from services.api.telemetry.schemas import ReadingFilters, ReadingIn
 from shared.auth import Action, Principal
 from shared.broker import Broker
 from shared.errors import Conflict, Forbidden, NotFound
@@ -30,6 +26,10 @@ from shared.models.alert import Severity
 from shared.models.base import utcnow
 from shared.outbox import drain, outbox_entries
 from shared.settings import Settings
+from shared.telemetry import metrics
+from shared.telemetry.detection import judge
+from shared.telemetry.repository import TelemetryRepository, telemetry_repository
+from shared.telemetry.schemas import ReadingFilters, ReadingIn
 
 log = get_logger(__name__)
 

@@ -11,18 +11,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pymongo.errors import PyMongoError
 
-from services.api.alerts.repository import AlertRepository, alert_repository
-from services.api.alerts.schemas import (
+from shared.alerts.repository import AlertRepository, alert_repository
+from shared.alerts.schemas import (
     AlertFields,
     AlertFilters,
     AlertImageBody,
     AlertResponseBody,
 )
-from services.api.devices.nudges import COMMANDS, nudge_drone
 from shared.auth import Action, Principal
 from shared.broker import Broker
 from shared.errors import Conflict, Forbidden, NotFound
@@ -38,11 +37,9 @@ from shared.models.alert import (
     severity_for_score,
 )
 from shared.models.base import utcnow
+from shared.nudges import COMMANDS, nudge_drone
 from shared.outbox import drain, outbox_entries
 from shared.runtime import Runtime
-
-if TYPE_CHECKING:
-    from services.api.devices.hub import DeviceHub
 
 log = get_logger(__name__)
 
@@ -50,6 +47,12 @@ _MAX_ATTEMPTS = 20
 _MAX_ID_ATTEMPTS = 5
 
 Changes = Callable[[datetime], dict[str, Any]]
+
+
+class ConnectionCounter(Protocol):
+    """Whoever knows the open device sockets (the api's device hub), for `stats`."""
+
+    async def connection_counts(self) -> dict[str, Any]: ...
 
 
 def new_alert_id() -> str:
@@ -217,7 +220,7 @@ class AlertService:
             # Someone changed it since we read it: look again (a lost race becomes a 409).
         raise Conflict(f"alert '{alert_id}' is being changed concurrently; try again")
 
-    # --- commands (delivered by services/api/devices) ---------------------------------------
+    # --- commands (delivered by the api's device hub) ---------------------------------------------
 
     async def claim_command(self, drone_id: str, session: str) -> Alert | None:
         return await self.repository.claim_command(drone_id, session, utcnow())
@@ -233,7 +236,9 @@ class AlertService:
 
     # --- statistics --------------------------------------------------------------------------
 
-    async def stats(self, principal: Principal, runtime: Runtime, hub: DeviceHub) -> dict[str, Any]:
+    async def stats(
+        self, principal: Principal, runtime: Runtime, hub: ConnectionCounter
+    ) -> dict[str, Any]:
         checks = await runtime.readiness()
         storage = {name: "ok" if ok else "unavailable" for name, ok in checks.items()}
         counts: dict[str, Any] | None = None

@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.drones.schemas import Serial
-from services.api.schemas import UtcDatetime, time_window
+from shared.drones.schemas import Serial
 from shared.models.alert import AlertStatus, AlertType, Severity
+from shared.schemas import UtcDatetime, time_window
 
 AlertId = Annotated[str, Field(min_length=1, max_length=100, description="Server-made alert id")]
 Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]

@@ -20,10 +20,10 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from services.api.devices.repository import PresenceRepository, presence_repository
-from services.api.drones.repository import DroneRepository, drone_repository
-from services.api.drones.service import drone_service
 from shared.broker import Broker
+from shared.devices.repository import PresenceRepository, presence_repository
+from shared.drones.repository import DroneRepository, drone_repository
+from shared.drones.service import drone_service
 from shared.errors import Conflict
 from shared.events import EventName, PendingEvent, format_timestamp
 from shared.logging import get_logger

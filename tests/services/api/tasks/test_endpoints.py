@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.api.tasks.schemas import ResultReport, StatusReport
-from services.api.tasks.service import task_service
+from shared.tasks.schemas import ResultReport, StatusReport
+from shared.tasks.service import task_service
 from tests.fixtures.events import EventRecorder, record_all
 
 SEED_TASK = {

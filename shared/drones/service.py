@@ -7,10 +7,10 @@ from typing import Any
 
 from beanie import PydanticObjectId
 
-from services.api.drones.repository import DroneRepository, drone_repository
-from services.api.drones.schemas import NOT_NULL_FIELDS, DroneCreate, DroneUpdate
 from shared.auth import Principal
 from shared.broker import Broker
+from shared.drones.repository import DroneRepository, drone_repository
+from shared.drones.schemas import NOT_NULL_FIELDS, DroneCreate, DroneUpdate
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.events import EventName, PendingEvent
 from shared.logging import get_logger

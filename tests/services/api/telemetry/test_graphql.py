@@ -12,7 +12,7 @@ import pytest
 from services.api.main import create_app
 from tests.conftest import drop_database, make_settings
 from tests.fixtures.auth import SECRET, bearer
-from tests.services.api.test_telemetry import reading, send, steady
+from tests.services.api.telemetry.test_endpoints import reading, send, steady
 
 GRAPHQL = "/api/v1/graphql"
 
