@@ -29,7 +29,8 @@ dev: setup
 test: setup-dev test-deps
 	$(BIN)/python -m pytest -q
 
-lint: setup-dev
+lint: setup-dev  # ruff, formatting, mypy, and the import rules in .importlinter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
