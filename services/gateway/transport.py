@@ -2,7 +2,8 @@
 
 python-socketio's own room emit creates one asyncio task per recipient and waits for all of
 them; here an event's frame is encoded once and handed to every recipient. This is the one
-module that touches python-socketio, python-engineio and uvicorn internals.
+module that feeds python-engineio's sockets; what it relies on in python-engineio and uvicorn
+is named in `internals.py`.
 
 A client on a lean connection (services/gateway/wire.py, how `dronecast` serves WebSocket
 clients) is its own lane: one ordered way out. What follows is for clients on python-
@@ -38,17 +39,17 @@ import orjson
 import socketio
 from engineio import packet as eio_packet
 
+from services.gateway import internals
 from services.gateway.wire import EngineSocket, PendingFrames, serve_lean, ws_frame
 
 
-class Frame(eio_packet.Packet):
+class Frame(internals.PrecodedPacket):
     """An engine.io MESSAGE packet, pre-encoded, that also carries its WebSocket frame."""
 
     ws: bytes
 
     def __init__(self, payload: bytes) -> None:
-        super().__init__(eio_packet.MESSAGE, data=payload[1:].decode())
-        self.encode_cache = payload.decode()  # what engine.io's writer sends
+        super().__init__(eio_packet.MESSAGE, payload[1:].decode(), payload.decode())
         self.ws = ws_frame(payload)
 
 
@@ -146,26 +147,12 @@ class _SocketQueue:
             await self._finished.wait()
 
 
-def _sansio_protocol(send: Any) -> Any:
-    """uvicorn's websockets-sansio protocol behind an ASGI `send`, if that is what it is and
-    the connection negotiated no extension (a prebuilt frame must go out as it is)."""
-    proto = getattr(send, "__self__", None)
-    conn = getattr(proto, "conn", None)
-    if (
-        proto is None
-        or conn is None
-        or not hasattr(proto, "writable")
-        or not hasattr(proto, "close_sent")
-        or getattr(conn, "extensions", None)
-    ):
-        return None
-    return proto
-
-
 class Lane(PendingFrames):
     """One client's way out: its engine.io socket and queue, and the direct lane if any."""
 
     __slots__ = ("proto", "queue", "resolved", "sid", "socket", "transport")
+
+    sink: FrameSink
 
     def __init__(self, sink: FrameSink, sid: str, socket: Any) -> None:
         self.sink = sink
@@ -258,6 +245,7 @@ AnyLane = Lane | EngineSocket
 
 class FrameSink:
     def __init__(self, sio: socketio.AsyncServer, queue_limit: int) -> None:
+        internals.check()  # what follows relies on engine.io's and uvicorn's internals
         self._sio = sio
         self._eio = sio.eio
         self.queue_limit = queue_limit
@@ -269,12 +257,15 @@ class FrameSink:
         # WebSocket clients of this server get a lean connection (wire.WebSocketProtocol).
         serve_lean(self._eio, self)
         # engine.io sockets get a queue that knows about the direct lane.
-        self._eio.create_queue = lambda *args, **kwargs: _SocketQueue()
+        internals.use_queue_factory(self._eio, _SocketQueue)
         # The ASGI `send` of each WebSocket upgrade request, by engine.io sid (a client that
         # started on long-polling upgrades with `?sid=...&transport=websocket`).
         self._upgrades: dict[str, Any] = {}
-        handle_request = self._eio.handle_request
+        internals.wrap_handle_request(self._eio, self._noting_upgrades)
 
+    def _noting_upgrades(
+        self, handle_request: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
         async def upgrade(sid: str, scope: Any, receive: Any, send: Any) -> Any:
             self._upgrades[sid] = send
             try:
@@ -293,7 +284,7 @@ class FrameSink:
                     return upgrade(sid, scope, receive, send)
             return handle_request(scope, receive, send)
 
-        self._eio.handle_request = handle_request_noting_upgrades
+        return handle_request_noting_upgrades
 
     def ws_protocol(self, eio_sid: str) -> Any:
         send = self._upgrades.get(eio_sid)
@@ -303,11 +294,11 @@ class FrameSink:
             if scope.get("type") != "websocket":
                 return None
             send = environ.get("asgi.send")
-        return _sansio_protocol(send)
+        return internals.sansio_protocol_behind(send)
 
     def attach(self, eio_sid: str) -> AnyLane | None:
         """The lane to a newly connected client (None if its socket is already gone)."""
-        socket = self._eio.sockets.get(eio_sid)
+        socket = internals.engine_sockets(self._eio).get(eio_sid)
         if socket is None:
             return None
         lane = socket if isinstance(socket, EngineSocket) else Lane(self, eio_sid, socket)
@@ -358,7 +349,7 @@ class FrameSink:
         lane = self._lanes.get(eio_sid)
         if lane is not None:
             return lane.offer(pkt)
-        socket = self._eio.sockets.get(eio_sid)
+        socket = internals.engine_sockets(self._eio).get(eio_sid)
         if socket is None or socket.closed:
             return True
         if isinstance(socket, EngineSocket):
@@ -370,7 +361,7 @@ class FrameSink:
 
     def discard_queued(self, eio_sid: str) -> int:
         """Drop what a client has not received yet (used before cutting off a slow client)."""
-        socket = self._eio.sockets.get(eio_sid)
+        socket = internals.engine_sockets(self._eio).get(eio_sid)
         if socket is None:
             return 0
         if isinstance(socket, EngineSocket):
@@ -388,7 +379,7 @@ class FrameSink:
 
     def backlog(self, eio_sid: str) -> int:
         """How many frames wait for a client (that it has not taken yet)."""
-        socket = self._eio.sockets.get(eio_sid)
+        socket = internals.engine_sockets(self._eio).get(eio_sid)
         if socket is None:
             return 0
         if isinstance(socket, EngineSocket):

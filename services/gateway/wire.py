@@ -29,14 +29,13 @@ import asyncio
 import base64
 import hashlib
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 import orjson
 from engineio import packet as eio_packet
-from engineio.async_drivers.asgi import ASGIApp as EngineIOASGIApp
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from services.gateway import internals
 
 try:  # the C version that ships with websockets, if it was built
     from websockets.speedups import apply_mask
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
     from engineio.async_server import AsyncServer as EngineIOServer
     from uvicorn.config import Config
     from uvicorn.server import ServerState
-
-    from services.gateway.transport import FrameSink
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -102,6 +99,19 @@ def packet_frame(pkt: eio_packet.Packet) -> bytes:
     return ws_frame(encoded.encode())
 
 
+class LaneOwner(Protocol):
+    """Who feeds the lean connections (transport.FrameSink): it writes their pending frames
+    at the end of the tick and knows which clients have joined Socket.IO."""
+
+    queue_limit: int
+
+    def dirty(self, lane: PendingFrames) -> None: ...
+
+    def replace(self, eio_sid: str, sock: EngineSocket) -> None: ...
+
+    def attached(self, eio_sid: str) -> bool: ...
+
+
 class Endpoint:
     """What the lean connections to one Socket.IO app share."""
 
@@ -110,7 +120,7 @@ class Endpoint:
     def __init__(
         self,
         eio: EngineIOServer,
-        sink: FrameSink,
+        sink: LaneOwner,
         path: str,
         trusted: Any,
         server_state: ServerState,
@@ -119,8 +129,8 @@ class Endpoint:
         self.sink = sink
         self.path = path
         self.trusted = trusted
-        self.connections: set[Any] = server_state.connections
-        self.default_headers: list[tuple[bytes, bytes]] = server_state.default_headers
+        self.connections = internals.server_connections(server_state)
+        self.default_headers = internals.server_default_headers(server_state)
         self.loop = asyncio.get_running_loop()
 
     def open_payload(self, sid: str) -> bytes:
@@ -137,11 +147,11 @@ class Endpoint:
 
 
 # Socket.IO servers whose WebSocket clients may go lean, with the frame sink that feeds them.
-_sinks: weakref.WeakKeyDictionary[Any, FrameSink] = weakref.WeakKeyDictionary()
+_sinks: weakref.WeakKeyDictionary[Any, LaneOwner] = weakref.WeakKeyDictionary()
 _endpoints: weakref.WeakKeyDictionary[Any, Endpoint | None] = weakref.WeakKeyDictionary()
 
 
-def serve_lean(eio: EngineIOServer, sink: FrameSink) -> None:
+def serve_lean(eio: EngineIOServer, sink: LaneOwner) -> None:
     """Let this engine.io server's WebSocket clients be served by `EngineSocket`."""
     _sinks[eio] = sink
 
@@ -152,16 +162,15 @@ def _endpoint(config: Config, server_state: ServerState) -> Endpoint | None:
         return _endpoints[config]
     except KeyError:
         pass
-    app, trusted, endpoint = config.loaded_app, None, None
+    app, trusted, endpoint = internals.loaded_app(config), None, None
     for _ in range(16):
-        if isinstance(app, ProxyHeadersMiddleware):
-            trusted = app.trusted_hosts
-        if isinstance(app, EngineIOASGIApp):
-            # python-socketio's ASGIApp holds the Socket.IO server, which holds engine.io's.
-            eio = getattr(app.engineio_server, "eio", app.engineio_server)
+        trusted = internals.proxy_trusted_hosts(app) or trusted
+        parts = internals.socketio_app_parts(app)
+        if parts is not None:
+            eio, path = parts
             sink = _sinks.get(eio)
-            if sink is not None and app.engineio_path:
-                endpoint = Endpoint(eio, sink, app.engineio_path, trusted, server_state)
+            if sink is not None and path:
+                endpoint = Endpoint(eio, sink, path, trusted, server_state)
             break
         app = getattr(app, "app", None)
     _endpoints[config] = endpoint
@@ -240,9 +249,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if endpoint is not None:
             target = EngineSocket.accept(endpoint, self._transport, data)
         if target is None:
-            target = WebSocketsSansIOProtocol(
-                config=self._config, server_state=self._server_state, app_state=self._app_state
-            )
+            target = internals.fallback_protocol(self._config, self._server_state, self._app_state)
             target.connection_made(self._transport)
             target.data_received(data)
         self._target = target
@@ -279,7 +286,7 @@ class PendingFrames:
 
     direct: bool
     pending: bytes | bytearray | None
-    sink: FrameSink
+    sink: LaneOwner
 
     def push(self, ws: bytes) -> None:
         """Append a frame to what goes out at the end of this tick (only while `direct`)."""
@@ -388,17 +395,17 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
         eio = endpoint.eio
         origin = environ.get("HTTP_ORIGIN")
         if origin and eio.cors_allowed_origins != []:
-            allowed = eio._cors_allowed_origins(environ)
+            allowed = internals.allowed_origins(eio, environ)
             if allowed is not None and origin not in allowed:
                 return None  # engine.io refuses it, and logs why
         if "sid" in query:
             return cls._accept_upgrade(endpoint, transport, key, query["sid"][0])
         if query.get("EIO") != ["4"]:
             return None
-        sid = eio.generate_id()
+        sid = internals.new_sid(eio)
         sock = cls(endpoint, transport, sid, environ)
         transport.write(_switching(endpoint, key) + ws_frame(endpoint.open_payload(sid)))
-        eio.sockets[sid] = sock
+        internals.engine_sockets(eio)[sid] = sock
         endpoint.connections.add(sock)
         sock.timer = endpoint.loop.call_later(eio.ping_interval, sock._ping)
         sock._wake()
@@ -411,7 +418,7 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
         """A long-polling client upgrading to WebSocket: it becomes lean once the upgrade is
         done (`2probe`, `3probe`, `5`, as python-engineio's socket does it). Until then its
         polling socket stays in charge; a failed upgrade leaves it polling."""
-        old = endpoint.eio.sockets.get(sid)
+        old = internals.engine_sockets(endpoint.eio).get(sid)
         if (
             old is None
             or isinstance(old, EngineSocket)
@@ -489,8 +496,8 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
             return
         self.closing = True
         eio = self.endpoint.eio
-        await eio._trigger_event(
-            "disconnect", self.sid, reason or eio.reason.SERVER_DISCONNECT, run_async=False
+        await internals.trigger_event(
+            eio, "disconnect", self.sid, reason or eio.reason.SERVER_DISCONNECT, run_async=False
         )
         code = CLOSE_SLOW_CONSUMER if reason == SLOW_CONSUMER else CLOSE_NORMAL
         if not abort:
@@ -711,7 +718,7 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
         old.closed = True  # its ping task and any late poll end quietly
         self._session = old.session
         endpoint = self.endpoint
-        endpoint.eio.sockets[self.sid] = self
+        internals.engine_sockets(endpoint.eio)[self.sid] = self
         endpoint.sink.replace(self.sid, self)
         self._cancel_timer()
         self.timer = endpoint.loop.call_later(endpoint.eio.ping_interval, self._ping)
@@ -743,14 +750,16 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
                 item = inbox.pop(0)
                 if item is _CONNECT:
                     environ, self.environ = self.environ, None
-                    ret = await eio._trigger_event("connect", self.sid, environ, run_async=False)
+                    ret = await internals.trigger_event(
+                        eio, "connect", self.sid, environ, run_async=False
+                    )
                     if ret is not None and ret is not True:  # the application refused it
                         self.closing = self.closed = True
                         self._forget()
                         self.close_ws(CLOSE_NORMAL)
                 else:
-                    await eio._trigger_event(
-                        "message", self.sid, item, run_async=eio.async_handlers
+                    await internals.trigger_event(
+                        eio, "message", self.sid, item, run_async=eio.async_handlers
                     )
                 if not self.reading and len(inbox) < INBOX_PAUSE // 2 and not self.ws_closing:
                     self.reading = True
@@ -843,12 +852,14 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
             return
         self.closing = True
         self.inbox.clear()
-        await self.endpoint.eio._trigger_event("disconnect", self.sid, reason, run_async=False)
+        await internals.trigger_event(
+            self.endpoint.eio, "disconnect", self.sid, reason, run_async=False
+        )
         self.closed = True
         self._forget()
 
     def _forget(self) -> None:
-        sockets = self.endpoint.eio.sockets
+        sockets = internals.engine_sockets(self.endpoint.eio)
         if sockets.get(self.sid) is self:
             del sockets[self.sid]
 
