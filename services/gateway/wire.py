@@ -58,6 +58,10 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_SLOW_CONSUMER = 3008  # Centrifugo's "slow" disconnect code
+# The codes below 3000 an endpoint may put in a close frame (RFC 6455 section 7.4.1 and IANA's
+# registry). 1004 is reserved, 1005, 1006 and 1015 only ever report a close locally, and the
+# rest up to 2999 are kept for future RFCs; 3000-4999 belong to libraries and applications.
+SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015)))
 SLOW_CONSUMER = "slow consumer"  # the close reason the gateway gives a client cut off as slow
 
 CLOSE_TIMEOUT = 5.0  # how long a closing connection may keep its socket before it is aborted
@@ -82,6 +86,23 @@ def ws_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     else:
         header = bytes((first, 127)) + n.to_bytes(8, "big")
     return header + payload
+
+
+def close_answer(payload: bytes) -> tuple[int, str]:
+    """How to answer a client's close frame: its own code echoed (1000 if it gave none), or,
+    when the frame breaks RFC 6455, the error code and why (sections 5.5.1 and 7.4)."""
+    if not payload:
+        return CLOSE_NORMAL, ""
+    if len(payload) == 1:
+        return CLOSE_PROTOCOL_ERROR, "close payload of one byte"
+    code = int.from_bytes(payload[:2], "big")
+    if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
+        return CLOSE_PROTOCOL_ERROR, "invalid close code"
+    try:
+        payload[2:].decode()
+    except UnicodeDecodeError:
+        return CLOSE_INVALID_DATA, "close reason is not UTF-8"
+    return code, ""
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
@@ -817,13 +838,14 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
         self._end(self.endpoint.eio.reason.TRANSPORT_ERROR)
 
     def _closed_by_client(self, payload: bytes) -> None:
-        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else CLOSE_NORMAL
         if self.ws_closing:  # the answer to our close frame: done
             self.transport.close()
             return
-        self.close_ws(code if 1000 <= code < 5000 and code not in (1005, 1006, 1015) else 1000)
+        code, reason = close_answer(payload)
+        self.close_ws(code, reason)
         self.transport.close()
-        self._end(self.endpoint.eio.reason.TRANSPORT_CLOSE)
+        eio = self.endpoint.eio
+        self._end(eio.reason.TRANSPORT_ERROR if reason else eio.reason.TRANSPORT_CLOSE)
 
     def close_ws(self, code: int, reason: str = "") -> None:
         """Send the WebSocket close frame after what is pending, and let the socket go."""

@@ -555,6 +555,13 @@ async def test_client_that_pings_but_never_reads_is_dropped(product: Product) ->
 # --- 6. protocol errors ---------------------------------------------------------------------
 
 
+async def closes_with(product: Product, raw: RawWS, code: int) -> None:
+    """The server answers with a close frame with this code, hangs up, and lets the client go."""
+    assert await raw.close_code() == code
+    assert await raw.eof() == b""
+    await product.all_gone()
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
@@ -582,9 +589,7 @@ async def test_protocol_error_closes_with_its_code_and_frees_the_client(
 ) -> None:
     assert len(product.clients()) == 1
     raw.write(frame)
-    assert await raw.close_code() == code
-    assert await raw.eof() == b""  # and the server hangs up
-    await product.all_gone()
+    await closes_with(product, raw, code)
 
 
 async def test_oversized_fragmented_message_closes_1009(product: Product, raw: RawWS) -> None:
@@ -714,11 +719,82 @@ async def test_client_close_frame_is_answered_and_frees_the_client(product: Prod
     await product.all_gone()
 
 
-async def test_client_close_frame_code_is_echoed(product: Product, raw: RawWS) -> None:
-    raw.write(client_frame(struct.pack("!H", 4001) + b"going", opcode=OP_CLOSE))
-    assert await raw.close_code() == 4001
-    assert await raw.eof() == b""
-    await product.all_gone()
+def close(code: int, reason: bytes = b"") -> bytes:
+    return client_frame(struct.pack("!H", code) + reason, opcode=OP_CLOSE)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        1000,
+        1001,
+        1002,
+        1003,
+        1007,
+        1008,
+        1009,
+        1010,
+        1011,
+        1012,
+        1013,
+        1014,
+        3000,
+        3999,
+        4000,
+        4999,
+    ],
+)
+async def test_client_close_code_that_may_be_sent_is_echoed(
+    product: Product, raw: RawWS, code: int
+) -> None:
+    """RFC 6455 section 5.5.1: the answer to a close frame typically echoes its code."""
+    raw.write(close(code, "going away for now: ☂".encode()))
+    await closes_with(product, raw, code)
+
+
+async def test_empty_close_frame_is_answered_1000(product: Product, raw: RawWS) -> None:
+    raw.write(client_frame(b"", opcode=OP_CLOSE))
+    await closes_with(product, raw, 1000)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(0, id="0"),
+        pytest.param(999, id="999-below-the-range"),
+        pytest.param(1004, id="1004-reserved"),
+        pytest.param(1005, id="1005-no-status-is-never-sent"),
+        pytest.param(1006, id="1006-abnormal-is-never-sent"),
+        pytest.param(1015, id="1015-tls-is-never-sent"),
+        pytest.param(1016, id="1016-future-rfc"),
+        pytest.param(1100, id="1100-future-rfc"),
+        pytest.param(2000, id="2000-future-rfc"),
+        pytest.param(2999, id="2999-future-rfc"),
+        pytest.param(5000, id="5000-above-the-range"),
+        pytest.param(65535, id="65535"),
+    ],
+)
+async def test_client_close_code_that_may_not_be_sent_is_a_protocol_error(
+    product: Product, raw: RawWS, code: int
+) -> None:
+    """RFC 6455 section 7.4: such a code is not echoed (the server would send it itself): the
+    connection fails with 1002."""
+    raw.write(close(code))
+    await closes_with(product, raw, 1002)
+
+
+async def test_close_payload_of_one_byte_is_a_protocol_error(product: Product, raw: RawWS) -> None:
+    """RFC 6455 section 5.5.1: a close body is empty or starts with a two-byte code."""
+    raw.write(client_frame(b"a", opcode=OP_CLOSE))
+    await closes_with(product, raw, 1002)
+
+
+async def test_close_reason_that_is_not_utf8_closes_1007(product: Product, raw: RawWS) -> None:
+    """RFC 6455 section 5.5.1: the reason is UTF-8 (8.1: otherwise fail with 1007). Autobahn
+    case 7.5.1's reason: valid Greek, then an encoded surrogate (ED A0 80)."""
+    reason = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"
+    raw.write(close(1000, reason))
+    await closes_with(product, raw, 1007)
 
 
 async def test_engineio_close_packet_disconnects(product: Product) -> None:
