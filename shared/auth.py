@@ -115,7 +115,8 @@ def verify_token(settings: Settings, token: str) -> Principal:
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("token expired") from exc
     except jwt.InvalidTokenError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from exc
+        # Plain: the decoder's words (encodings, byte offsets) help no client and show internals.
+        raise Unauthorized("invalid token") from exc
     try:
         role = Role(claims["role"])
     except ValueError as exc:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from services.gateway import metrics
 from services.gateway.hub import Client, Hub
+from services.gateway.protocol import SocketIOServer
 from services.gateway.relay import Relay
 from services.gateway.schemas import SubscribeRequest
 from services.gateway.transport import FrameSink, event_frame, json_frame
@@ -59,6 +60,13 @@ def token_from(environ: dict[str, Any], auth: Any) -> str | None:
     return values[0] if values else None
 
 
+def refusal(error: str, detail: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused handshake. Clients get CONNECT_ERROR `{"message": detail, "data": {"error",
+    "detail"}}`, as Node's `next(err)` with `err.data` sends it: socket.io-client makes it an
+    Error whose `message` is the detail and whose `data` is our error object."""
+    return socketio.exceptions.ConnectionRefusedError(detail, {"error": error, "detail": detail})
+
+
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first.get("loc", ()))
@@ -72,7 +80,7 @@ class Gateway:
         # With a database (production sets MONGODB_URI; `dronecast dev` shares its store) a
         # snapshot lost with Redis's data is read from MongoDB instead.
         self.runtime = runtime
-        self.sio = socketio.AsyncServer(
+        self.sio = SocketIOServer(
             async_mode="asgi",
             cors_allowed_origins=allowed_origins(settings.cors_origins),
             max_http_buffer_size=64 * 1024,
@@ -118,9 +126,7 @@ class Gateway:
             else f"ip:{environ.get('REMOTE_ADDR', 'unknown')}"
         )
         if self._connections[key] >= self.settings.connections_per_client:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"error": "TooManyConnections", "detail": "too many connections for this client"}
-            )
+            raise refusal("TooManyConnections", "too many connections for this client")
         self._connections[key] += 1
         self._client_keys[sid] = key
         self._principals[sid] = principal
@@ -139,14 +145,12 @@ class Gateway:
             return ANONYMOUS_ADMIN
         token = token_from(environ, auth)
         if token is None:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"error": "Unauthorized", "detail": "send auth: {token: <bearer token>}"}
-            )
+            raise refusal("Unauthorized", "send auth: {token: <bearer token>}")
         try:
             principal = verify_token(self.settings, token)
             principal.require(Action.SUBSCRIBE)
         except DroneCastError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(exc.to_dict()) from exc
+            raise refusal(exc.error, exc.detail) from exc
         return principal
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:

@@ -318,10 +318,6 @@ class FrameSink:
         if self.on_replace is not None:
             self.on_replace(eio_sid, sock)
 
-    def attached(self, eio_sid: str) -> bool:
-        """Whether the gateway has accepted this connection's Socket.IO CONNECT."""
-        return eio_sid in self._lanes
-
     def detach(self, eio_sid: str) -> None:
         lane = self._lanes.pop(eio_sid, None)
         if lane is None:

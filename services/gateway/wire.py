@@ -66,7 +66,6 @@ SLOW_CONSUMER = "slow consumer"  # the close reason the gateway gives a client c
 
 CLOSE_TIMEOUT = 5.0  # how long a closing connection may keep its socket before it is aborted
 INBOX_PAUSE = 64  # received messages waiting for their handler before reading pauses
-UNJOINED_PINGS = 2  # ping intervals a connection may stay without joining Socket.IO
 
 # engine.io packets the server sends, prebuilt as WebSocket text frames.
 PING_FRAME = b"\x81\x012"
@@ -161,7 +160,9 @@ class Endpoint:
                 "sid": sid,
                 "upgrades": [],
                 "pingTimeout": int(eio.ping_timeout * 1000),
-                "pingInterval": int(eio.ping_interval + eio.ping_interval_grace_period) * 1000,
+                # In milliseconds, sub-second intervals too (python-engineio rounds the
+                # seconds down first, so 0.3 s becomes 0).
+                "pingInterval": int((eio.ping_interval + eio.ping_interval_grace_period) * 1000),
                 "maxPayload": eio.max_http_buffer_size,
             }
         )
@@ -354,7 +355,6 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
         "sid",
         "timer",
         "transport",
-        "unjoined",
         "upgrade_from",
         "ws_closing",
     )
@@ -386,7 +386,6 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
         self.reading = True
         self.ponged = True
         self.probed = False  # an upgrade's `2probe` was answered
-        self.unjoined = 0  # pings sent while no Socket.IO CONNECT was accepted
         # The long-polling socket this connection is upgrading (until the upgrade is done).
         self.upgrade_from: Any = None
         self.timer: asyncio.TimerHandle | None = None
@@ -795,18 +794,6 @@ class EngineSocket(PendingFrames, asyncio.Protocol):
     def _ping(self) -> None:
         if self.closing or self.ws_closing:
             return
-        if self.endpoint.sink.attached(self.sid):
-            self.unjoined = 0
-        else:
-            # Like Node's connectTimeout: a connection that has not joined Socket.IO (no
-            # accepted CONNECT) for two ping intervals is let go.
-            self.unjoined += 1
-            if self.unjoined >= UNJOINED_PINGS:
-                eio = self.endpoint.eio
-                self.endpoint.loop.create_task(
-                    self.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
-                )
-                return
         self.ponged = False
         self.send_frame(PING_FRAME)
         self.timer = self.endpoint.loop.call_later(self.endpoint.eio.ping_timeout, self._check)

@@ -60,6 +60,16 @@ async def test_bad_tokens_are_refused_before_anything_happens(
     assert listed.json()["total"] == 2  # nothing was created
 
 
+@pytest.mark.parametrize("credentials", ["t7e3.e30.c2ln", "not-a-jwt", "a.b.c"])
+async def test_a_malformed_token_is_answered_plainly(
+    api: httpx.AsyncClient, credentials: str
+) -> None:
+    """No decoder internals (`'utf-8' codec can't decode byte 0xb7 ...`) in the answer."""
+    response = await api.get("/api/v1/drones", headers={"Authorization": f"Bearer {credentials}"})
+    assert response.status_code == 401
+    assert response.json() == {"error": "Unauthorized", "detail": "invalid token"}
+
+
 # route -> the roles allowed (every other role gets 403)
 READ_ROUTES = [("GET", "/api/v1/drones"), ("GET", "/api/v1/drones/sn/MINE")]
 MANAGE_ROUTES = [

@@ -4,11 +4,13 @@ reaches its socket, through `all`, replay or snapshots either."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import socketio
+import websockets
 
 from tests.conftest import make_settings
 from tests.fixtures.auth import SECRET, bearer, token
@@ -37,6 +39,22 @@ async def test_handshake_without_a_valid_token_is_refused(product: Product) -> N
             await client.connect(
                 product.url, socketio_path="/ws/events", transports=["websocket"], auth=auth
             )
+
+
+async def test_refused_handshake_says_why_in_a_json_object(product: Product) -> None:
+    """CONNECT_ERROR carries `{"message", "data": {"error", "detail"}}`: socket.io-client makes
+    it an Error with that message and `data`, as for Node's `next(err)`."""
+    url = product.url.replace("http://", "ws://") + "/ws/events/?EIO=4&transport=websocket"
+    async with websockets.connect(url) as ws:
+        await ws.recv()
+        await ws.send('40{"token":"garbage"}')
+        refused = await asyncio.wait_for(ws.recv(), 2)
+    assert isinstance(refused, str) and refused.startswith("44")
+    answer = json.loads(refused[2:])
+    assert answer == {
+        "message": "invalid token",
+        "data": {"error": "Unauthorized", "detail": "invalid token"},
+    }
 
 
 async def test_token_in_header_or_query_is_accepted(product: Product) -> None:
