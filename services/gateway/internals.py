@@ -31,6 +31,15 @@ python-engineio (`engineio.AsyncServer` and its sockets)
 - `engineio.async_drivers.asgi.ASGIApp` (python-socketio's ASGIApp is one) keeps the server in
   `engineio_server` and its path in `engineio_path`. `socketio_app_parts`.
 
+python-socketio (`socketio.AsyncServer`), for `protocol.py`'s Node-like answers
+- The server registers its bound methods `_handle_eio_connect`, `_handle_eio_message` and
+  `_handle_eio_disconnect` as engine.io's handlers when it is created, so a subclass that
+  overrides them sees every connection, message and disconnection; it creates its engine.io
+  server with `_engineio_server_class()`. It keeps a half-received binary packet in
+  `_binary_packet` (by engine.io sid) and sends a packet with `_send_packet(eio_sid, pkt)`.
+- python-engineio answers a long-polling POST with `_ok()`, a dict whose `response` is the
+  body (`b"OK"`).
+
 uvicorn
 - `uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol(config,
   server_state, app_state)` is the WebSocket protocol every other upgrade falls back to.
@@ -56,6 +65,7 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import engineio
+import socketio
 from engineio import packet as eio_packet
 from engineio.async_drivers.asgi import ASGIApp as EngineIOASGIApp
 from engineio.async_socket import AsyncSocket as EngineIOSocket
@@ -237,6 +247,21 @@ def check() -> None:
         parts is not None and parts[0] is server and parts[1].strip("/") == "probe",
         "engine.io's ASGIApp keeping engineio_server and engineio_path",
     )
+    sio = socketio.AsyncServer(async_mode="asgi")
+    _require(
+        all(
+            sio.eio.handlers.get(event) == getattr(sio, f"_handle_eio_{event}", None)
+            for event in ("connect", "message", "disconnect")
+        ),
+        "socketio.AsyncServer registering _handle_eio_connect/message/disconnect with engine.io",
+    )
+    _require(
+        callable(getattr(sio, "_engineio_server_class", None))
+        and isinstance(getattr(sio, "_binary_packet", None), dict)
+        and inspect.iscoroutinefunction(getattr(sio, "_send_packet", None)),
+        "socketio.AsyncServer._engineio_server_class, _binary_packet and _send_packet",
+    )
+    _require(server._ok().get("response") == b"OK", "engineio.AsyncServer._ok() (a POST's answer)")
     params = inspect.signature(WebSocketsSansIOProtocol.__init__).parameters
     _require(
         {"config", "server_state", "app_state"} <= set(params),

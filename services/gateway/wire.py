@@ -121,15 +121,13 @@ def packet_frame(pkt: eio_packet.Packet) -> bytes:
 
 class LaneOwner(Protocol):
     """Who feeds the lean connections (transport.FrameSink): it writes their pending frames
-    at the end of the tick and knows which clients have joined Socket.IO."""
+    at the end of the tick and hears when an upgrade from long-polling is done."""
 
     queue_limit: int
 
     def dirty(self, lane: PendingFrames) -> None: ...
 
     def replace(self, eio_sid: str, sock: EngineSocket) -> None: ...
-
-    def attached(self, eio_sid: str) -> bool: ...
 
 
 class Endpoint:
