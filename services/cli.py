@@ -8,8 +8,11 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from shared.settings import Settings, UnsafeSettings
+
 ROLES = ("admin", "operator", "viewer", "application", "drone", "detector")
 SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
+DEV_HOST = "127.0.0.1"  # `dronecast dev` is for this machine; the services bind HOST
 
 SETTINGS_HELP = """
 settings (environment or .env): MONGODB_URI, DATABASE_NAME, REDIS_URL, HOST, PORT,
@@ -23,7 +26,8 @@ DESCRIPTIONS = {
     "REDIS_URL are set. Auth is off (say --auth to turn it on).",
     "api": "The REST + device WebSocket service (default port 8000). Needs MONGODB_URI and "
     "REDIS_URL.",
-    "gateway": "The Socket.IO gateway at /ws/events (default port 8001). Needs REDIS_URL.",
+    "gateway": "The Socket.IO gateway at /ws/events (default port 8001). Needs MONGODB_URI and "
+    "REDIS_URL.",
     "worker": "The worker: task routing, timeouts, outbox relay; serves probes and metrics "
     "(default port 8002). Needs MONGODB_URI and REDIS_URL.",
     "token": "Print a signed bearer token (HS256 with SECRET_KEY).",
@@ -46,7 +50,12 @@ def _parser() -> argparse.ArgumentParser:
             epilog=SETTINGS_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sub.add_argument("--host", help="listen address (HOST; default 127.0.0.1 for dev)")
+        if name == "dev":
+            host_help = f"listen address (default {DEV_HOST}: this machine only)"
+        else:
+            default_host = Settings.model_fields["host"].default
+            host_help = f"listen address (HOST; default {default_host}: every interface)"
+        sub.add_argument("--host", help=host_help)
         sub.add_argument(
             "--port", type=int, help=f"listen port (PORT; default {SERVICE_PORTS[name]})"
         )
@@ -56,7 +65,12 @@ def _parser() -> argparse.ArgumentParser:
         "token", help=DESCRIPTIONS["token"], description=DESCRIPTIONS["token"]
     )
     token.add_argument("--role", required=True, choices=ROLES)
-    token.add_argument("--drones", default="", help="comma-separated serials, or * for all")
+    token.add_argument(
+        "--drones",
+        default=None,
+        help="the drones the token may see and act for: comma-separated serials, or * for "
+        "every drone (default: * for admin; no drone for the other roles)",
+    )
     token.add_argument("--sub", default=None, help="subject (default: the role)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     return parser
@@ -66,14 +80,13 @@ def _serve(command: str, args: argparse.Namespace) -> None:
     import uvicorn
 
     from shared.logging import configure_logging
-    from shared.settings import Settings
 
     overrides: dict[str, object] = {}
     if command == "dev":
         overrides = {"environment": "dev", "auth_enabled": bool(args.auth), "cors_origins": ["*"]}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level, settings.log_json)
-    host = args.host or (settings.host if command != "dev" else "127.0.0.1")
+    host = args.host or (settings.host if command != "dev" else DEV_HOST)
     port = args.port or settings.port or SERVICE_PORTS[command]
     if command == "dev":
         from services.dev import create_dev_app
@@ -121,11 +134,16 @@ def _serve(command: str, args: argparse.Namespace) -> None:
 
 def _token(args: argparse.Namespace) -> None:
     from shared.auth import Role, issue_token
-    from shared.settings import Settings
 
     settings = Settings()
-    drones = None if args.drones.strip() == "*" else [s for s in args.drones.split(",") if s]
     role = Role(args.role)
+    given = args.drones if args.drones is not None else ("*" if role is Role.ADMIN else "")
+    drones = None if given.strip() == "*" else [s for s in given.split(",") if s.strip()]
+    if drones == []:
+        print(
+            f"dronecast: note: this {role.value} token may see no drone (--drones names them)",
+            file=sys.stderr,
+        )
     print(issue_token(settings, role, args.sub or role.value, drones, args.ttl))
 
 
@@ -137,8 +155,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             _serve(args.command, args)
     except ValidationError as exc:
-        print(f"dronecast: invalid settings:\n{exc}", file=sys.stderr)
+        print(f"dronecast: {describe_settings_error(exc)}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except UnsafeSettings as exc:
+        print(f"dronecast: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """pydantic's report in one line: each bad setting by its environment name, and why."""
+    parts = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem.get("loc", ())).upper()
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if name else message)
+    return "invalid settings: " + "; ".join(parts)
 
 
 if __name__ == "__main__":

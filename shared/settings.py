@@ -16,6 +16,10 @@ DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
 Environment = Literal["dev", "test", "production"]
 
 
+class UnsafeSettings(ValueError):
+    """Settings a service refuses to start with (the message names the setting)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
 
@@ -145,6 +149,25 @@ class Settings(BaseSettings):
         if self.cors_origins:
             return origin in self.cors_origins
         return host is not None and origin.split("://", 1)[-1] == host
+
+    def refuse_embedded_in_production(self) -> None:
+        """In production each service runs against the real MongoDB and Redis that all its
+        replicas share: an embedded store or broker there would be one per process, and its
+        data and events would reach no other (a task would stay pending, silently). Only
+        `dronecast dev` (ENVIRONMENT=dev) and tests (test) run embedded."""
+        if self.environment != "production":
+            return
+        missing = [
+            name
+            for name, value in (("MONGODB_URI", self.mongodb_uri), ("REDIS_URL", self.redis_url))
+            if not value
+        ]
+        if missing:
+            raise UnsafeSettings(
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: in "
+                "production every service needs MongoDB and Redis (`dronecast dev` runs the "
+                "whole product embedded)"
+            )
 
     @property
     def embedded_store(self) -> bool:
