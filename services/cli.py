@@ -85,7 +85,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
     if command == "dev":
         overrides = {"environment": "dev", "auth_enabled": bool(args.auth), "cors_origins": ["*"]}
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, secrets=(settings.secret_key,))
     host = args.host or (settings.host if command != "dev" else DEV_HOST)
     port = args.port or settings.port or SERVICE_PORTS[command]
     if command == "dev":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -36,6 +37,13 @@ def system(redis_url: str, redis_server: RedisServer) -> Iterator[dict[str, Serv
         "gateway-1": ServiceProcess("gateway", env),
         "gateway-2": ServiceProcess("gateway", env),
     }
+    with running(processes):
+        yield processes
+
+
+@contextlib.contextmanager
+def running(processes: dict[str, ServiceProcess]) -> Iterator[dict[str, ServiceProcess]]:
+    """Start the processes together, wait until each is ready, and stop them all after."""
     for process in processes.values():
         process.start(wait_ready=False)
     try:
