@@ -12,6 +12,7 @@ from shared.settings import Settings, UnsafeSettings
 
 ROLES = ("admin", "operator", "viewer", "application", "drone", "detector")
 SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
+DEVICE_FRAME_CEILING = 4  # times MAX_BODY_BYTES: the largest WebSocket frame read at all
 DEV_HOST = "127.0.0.1"  # `dronecast dev` is for this machine; the services bind HOST
 
 SETTINGS_HELP = """
@@ -85,6 +86,8 @@ def _serve(command: str, args: argparse.Namespace) -> None:
     if command == "dev":
         overrides = {"environment": "dev", "auth_enabled": bool(args.auth), "cors_origins": ["*"]}
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    if command != "dev":
+        settings.refuse_embedded_in_production()
     configure_logging(settings.log_level, settings.log_json, secrets=(settings.secret_key,))
     host = args.host or (settings.host if command != "dev" else DEV_HOST)
     port = args.port or settings.port or SERVICE_PORTS[command]
@@ -122,7 +125,9 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
-        ws_max_size=1024 * 1024,
+        # A device frame over MAX_BODY_BYTES is answered with an `error` message and the
+        # socket stays open; one over this ceiling is not read at all (close 1009).
+        ws_max_size=DEVICE_FRAME_CEILING * settings.max_body_bytes,
         # Compression is per connection: it would redo, for every recipient, the frame the
         # gateway encodes once per event. socket.io's Node server ships with it off too.
         ws_per_message_deflate=False,

@@ -26,7 +26,6 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, mongo_client: Any = None) -> Runtime:
-        settings.refuse_embedded_in_production()
         runtime = cls(settings=settings, broker=create_broker(settings), mongo_client=mongo_client)
         if not settings.auth_enabled:
             runtime.warnings.append("AUTH_ENABLED=false: every request is trusted")

@@ -21,6 +21,7 @@ _HTTP_ERROR_NAMES = {
     404: "NotFound",
     405: "MethodNotAllowed",
     413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
     429: "RateLimited",
 }
 
@@ -40,6 +41,17 @@ def _safe_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _about_the_body(errors: list[dict[str, Any]]) -> bool:
+    return any(tuple(error.get("loc", ()))[:1] == ("body",) for error in errors)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DroneCastError)
     async def dronecast_error(_: Request, exc: DroneCastError) -> JSONResponse:
@@ -51,8 +63,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
+        content_type = request.headers.get("content-type")
+        if content_type and not _is_json(content_type) and _about_the_body(errors):
+            # FastAPI reads a body it was not told is JSON as bytes, and then says only that
+            # it is not an object: say what is wrong.
+            return JSONResponse(
+                {
+                    "error": "UnsupportedMediaType",
+                    "detail": f"the body must be JSON (Content-Type: application/json), "
+                    f"not {content_type[:80]}",
+                },
+                status_code=415,
+            )
         if any(error.get("type") == "json_invalid" for error in errors):
             return JSONResponse(
                 {"error": "BadRequest", "detail": "request body is not valid JSON"},

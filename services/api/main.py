@@ -64,6 +64,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid bearer token", "content": _ERROR_BODY},
     403: {"description": "The token's role may not do this", "content": _ERROR_BODY},
     413: {"description": "Body larger than MAX_BODY_BYTES", "content": _ERROR_BODY},
+    415: {"description": "A body that is not sent as JSON", "content": _ERROR_BODY},
     422: {"description": "Invalid input", "content": _ERROR_BODY},
     429: {"description": "Too many requests from this client", "content": _ERROR_BODY},
 }

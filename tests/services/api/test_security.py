@@ -139,6 +139,42 @@ async def test_oversized_body_is_a_413(api: httpx.AsyncClient) -> None:
     assert (await api.get("/api/v1/drones/sn/BIG", headers=ADMIN)).status_code == 404
 
 
+async def test_oversized_chunked_body_is_a_413(api: httpx.AsyncClient) -> None:
+    """No Content-Length: the body streams in chunks, and is cut off once past the limit."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"deviceSerialNumber": "BIG", "deviceName": "'
+        for _ in range(50):
+            yield b"x" * 100_000
+        yield b'"}'
+
+    response = await api.post(
+        "/api/v1/drones/register",
+        content=chunks(),
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["error"] == "PayloadTooLarge"
+    assert (await api.get("/api/v1/drones/sn/BIG", headers=ADMIN)).status_code == 404
+
+
+async def test_body_that_is_not_sent_as_json_is_a_415_that_says_so(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.post(
+        "/api/v1/drones/register",
+        content=b'{"deviceSerialNumber": "PLAIN"}',
+        headers={**ADMIN, "content-type": "text/plain"},
+    )
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": "UnsupportedMediaType",
+        "detail": "the body must be JSON (Content-Type: application/json), not text/plain",
+    }
+    assert (await api.get("/api/v1/drones/sn/PLAIN", headers=ADMIN)).status_code == 404
+
+
 async def test_deeply_nested_json_is_refused_cleanly(api: httpx.AsyncClient) -> None:
     response = await api.post(
         "/api/v1/drones/register",
