@@ -30,6 +30,17 @@ class Settings(BaseSettings):
     mongodb_uri: str = ""
     database_name: str = "dronecast"
     redis_url: str = ""
+    redis_cluster: bool = Field(
+        False,
+        description="REDIS_URL names any node of a Redis Cluster (Redis >= 7): sharded pub/sub, "
+        "a retention log per hash slot",
+    )
+    redis_replica_ack_ms: int = Field(
+        1000,
+        ge=0,
+        description="On a Redis Cluster: how long a publish waits for a replica to hold the "
+        "event (WAIT) before it stays in the outbox; 0 does not wait",
+    )
 
     # Security
     secret_key: str = DEFAULT_SECRET_KEY

@@ -2,8 +2,9 @@
 
 Publishing runs `publish.lua`, so the stream id, the snapshot and the PUBLISH happen as one step
 and the stream order is the delivery order. A subscription owns one pub/sub connection, keeps
-the set of patterns its owner wants, and after any loss of that connection reconnects with
-capped backoff, resubscribes, and calls `on_resume` so the owner can fill the gap.
+the set of patterns its owner wants, hands each event over once (patterns overlap) and after
+any loss of that connection reconnects with capped backoff, resubscribes, and relays from the
+retention stream what was published meanwhile before anything newer.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from shared import metrics
 from shared.broker.base import (
     FROM_START,
     History,
+    LostHandler,
+    LostScope,
     MessageHandler,
+    PatternFilter,
     ResumeHandler,
     Snapshot,
+    id_after,
     published_from_wire,
 )
 from shared.channels import EPOCH_KEY, EVENT_STREAM, published_key, snapshot_key
@@ -72,12 +77,25 @@ def connect_for_pubsub(url: str) -> aioredis.Redis:
 
 class RedisSubscription:
     def __init__(
-        self, client: aioredis.Redis, on_message: MessageHandler, on_resume: ResumeHandler | None
+        self,
+        broker: RedisBroker,
+        client: aioredis.Redis,
+        on_message: MessageHandler,
+        on_resume: ResumeHandler | None,
+        on_lost: LostHandler | None,
     ) -> None:
+        self._broker = broker
         self._client = client
         self._on_message = on_message
         self._on_resume = on_resume
-        self._patterns: set[str] = set()
+        self._on_lost = on_lost
+        self._filter = PatternFilter()
+        self._patterns = self._filter.patterns
+        # The newest event handed over (one id order on one Redis), and the epoch it belongs
+        # to; read when the first connection is made.
+        self._last_id = ""
+        self._epoch = ""
+        self._positioned = False
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._pubsub: Any = None
         self._last_heard = time.monotonic()
@@ -98,7 +116,7 @@ class RedisSubscription:
         subscribes every pattern, this one included, before it counts as connected."""
         if pattern in self._patterns and self.connected:
             return
-        self._patterns.add(pattern)
+        self._filter.add(pattern)
         deadline = asyncio.get_running_loop().time() + _ADD_TIMEOUT
         try:
             await asyncio.wait_for(self._connected.wait(), _ADD_TIMEOUT)
@@ -119,7 +137,7 @@ class RedisSubscription:
     async def remove(self, pattern: str) -> None:
         if pattern not in self._patterns:
             return
-        self._patterns.discard(pattern)
+        self._filter.remove(pattern)
         if self._pubsub is not None and self.connected:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.punsubscribe(pattern)
@@ -176,9 +194,14 @@ class RedisSubscription:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         self._pubsub = self._client.pubsub()
+        resumed = resumed and self._positioned
         self._held = [] if resumed else None
         await self._pubsub.subscribe(_CONTROL_CHANNEL)
         self._last_heard = time.monotonic()
+        if not self._positioned:
+            self._last_id = await self._broker.latest_id()
+            self._epoch = await self._broker.epoch()
+            self._positioned = True
         reader = asyncio.create_task(self._read_forever())
         heartbeat = asyncio.create_task(self._heartbeat(reader))
         try:
@@ -189,17 +212,51 @@ class RedisSubscription:
             if resumed:
                 metrics.REDIS_RECONNECTS.inc()
                 log.info("redis_subscription_restored", patterns=len(self._patterns))
-                if self._on_resume is not None:
-                    await self._on_resume()
+                await self._fill_gap()
                 held, self._held = self._held or [], None
                 for event in held:
-                    self._on_message(event)
+                    self._deliver(event)
+                if self._on_resume is not None:
+                    await self._on_resume()
             await reader
         finally:
             for task in (heartbeat, reader):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    def _deliver(self, event: PublishedEvent) -> None:
+        if event.id:
+            if not id_after(event.id, self._last_id):
+                return  # the same event through a second matching pattern, or replayed
+            self._last_id = event.id
+        self._on_message(event)
+
+    async def _fill_gap(self) -> None:
+        """After the connection came back: relay what was published while it was down."""
+        epoch = await self._broker.epoch()
+        history = await self._broker.history(self._last_id, None) if self._last_id else None
+        # Our last event is gone and this Redis's first event came after it (or the epoch
+        # changed): Redis lost its data and its stream began afresh, so all of it is new to us.
+        # Whatever was in flight in the old Redis is gone for good.
+        restarted = (
+            bool(epoch)
+            and (history is None or not history.recovered)
+            and ((bool(self._epoch) and epoch != self._epoch) or id_after(epoch, self._last_id))
+        )
+        if restarted or history is None:
+            history = await self._broker.history(FROM_START, None)
+        self._epoch = epoch
+        if restarted or not history.recovered:
+            log.error("bus_gap_unrecoverable", after=self._last_id, redis_restarted=restarted)
+            if self._on_lost is not None:
+                self._on_lost(LostScope())
+        if restarted:
+            self._last_id = ""  # ids of the new epoch may be lower than the old ones
+        wanted = [event for event in history.events if self._filter.matches(event.channel)]
+        for event in wanted:
+            self._deliver(event)
+        log.info("bus_gap_filled", events=len(wanted), after=self._last_id)
 
     async def _heartbeat(self, reader: asyncio.Task[None]) -> None:
         """PING through the pub/sub connection; silence past the timeout means it is dead."""
@@ -229,7 +286,7 @@ class RedisSubscription:
                 if self._held is not None:
                     self._held.append(event)
                 else:
-                    self._on_message(event)
+                    self._deliver(event)
             elif kind == "psubscribe":
                 pattern = message["channel"]
                 pattern = pattern.decode() if isinstance(pattern, bytes) else pattern
@@ -352,15 +409,18 @@ class RedisBroker:
         raw: Any = await self.client.get(snapshot_key(serial))
         return Snapshot.from_json(raw) if raw else None
 
-    async def latest_id(self) -> str:
+    async def latest_id(self, serial: str | None = None) -> str:
         entries: Any = await self.client.xrevrange(EVENT_STREAM, "+", "-", count=1)
         return entries[0][0].decode() if entries else ""
 
     def subscription(
-        self, on_message: MessageHandler, on_resume: ResumeHandler | None = None
+        self,
+        on_message: MessageHandler,
+        on_resume: ResumeHandler | None = None,
+        on_lost: LostHandler | None = None,
     ) -> RedisSubscription:
         if self._pubsub_client is None:
             raise RuntimeError("RedisBroker.start() was not called")
-        subscription = RedisSubscription(self._pubsub_client, on_message, on_resume)
+        subscription = RedisSubscription(self, self._pubsub_client, on_message, on_resume, on_lost)
         self._subscriptions.append(subscription)
         return subscription
