@@ -104,7 +104,9 @@ _PIPELINE_SLOTS = 256  # slots refilled per round trip
 _REFRESH_EVERY = 30.0  # seconds between topology reads when nothing went wrong
 _REFRESH_MIN_GAP = 0.1
 _DOWN_FOR = 0.5  # a node that failed is skipped this long (fail fast while it fails over)
-_BACKOFF_START, _BACKOFF_MAX = 0.1, 2.0
+# Between reads of the topology while a shard fails over: CLUSTER SHARDS is cheap, and every
+# read that finds the promoted replica sooner shortens the gap.
+_BACKOFF_START, _BACKOFF_MAX = 0.1, 0.5
 _CONFIRM_TIMEOUT = 5.0
 _ADD_TIMEOUT = 10.0
 _HEARTBEAT_INTERVAL = 5.0
@@ -587,6 +589,37 @@ def entry_event(raw_id: str, fields: dict[Any, Any]) -> PublishedEvent:
 ShardMessageHandler = Callable[[bytes, bytes], None]
 
 
+class _Batch:
+    """Channels subscribed together: done when Redis has confirmed the last of them."""
+
+    __slots__ = ("done", "remaining")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.remaining = 0
+
+    def confirm(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+            self.done.exception()  # retrieved: nobody may be waiting any more
+
+
+def _pack_each(command: bytes, channels: list[str]) -> bytes:
+    """`COMMAND channel` once per channel, in RESP: each channel may hash to another slot, and
+    one SSUBSCRIBE may name channels of one slot only."""
+    head = b"*2\r\n$%d\r\n%s\r\n" % (len(command), command)
+    parts = []
+    for channel in channels:
+        encoded = channel.encode()
+        parts.append(b"%s$%d\r\n%s\r\n" % (head, len(encoded), encoded))
+    return b"".join(parts)
+
+
 class ShardReader:
     """One plain pub/sub connection to one master, for the SSUBSCRIBEs of every wanted channel
     whose slot that master holds. It never reconnects by itself: when its node goes away it
@@ -606,7 +639,7 @@ class ShardReader:
         self._connection = connection
         self._on_message = on_message
         self._on_lost = on_lost
-        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._confirmations: dict[str, _Batch] = {}  # channels not yet confirmed
         self._unsubscribing: set[str] = set()
         self._connected = asyncio.Event()
         self._closing = False
@@ -617,22 +650,23 @@ class ShardReader:
         """SSUBSCRIBE (one command per channel: each may be in another slot) and wait for
         every confirmation. BrokerUnavailable if the connection is or goes away."""
         await self._wait_connected()
-        loop = asyncio.get_running_loop()
-        waiting: list[asyncio.Future[None]] = []
+        batch = _Batch(asyncio.get_running_loop().create_future())
+        waiting = {batch.done}
         new: list[str] = []
         for channel in channels:
             self._unsubscribing.discard(channel)
-            future = self._confirmations.get(channel)
-            if future is not None:
-                waiting.append(future)
+            other = self._confirmations.get(channel)
+            if other is not None:
+                waiting.add(other.done)
             elif channel not in self.channels:
-                future = loop.create_future()
-                self._confirmations[channel] = future
-                waiting.append(future)
+                self._confirmations[channel] = batch
                 new.append(channel)
                 self.channels.add(channel)
+        batch.remaining = len(new)
         if new:
-            self._send([("SSUBSCRIBE", channel) for channel in new])
+            self._send_raw(_pack_each(b"SSUBSCRIBE", new))
+        else:
+            batch.done.set_result(None)
         try:
             await asyncio.wait_for(asyncio.gather(*waiting), _CONFIRM_TIMEOUT)
         except TimeoutError as exc:
@@ -645,18 +679,17 @@ class ShardReader:
         for channel in gone:
             self.channels.discard(channel)
             self._unsubscribing.add(channel)
-            future = self._confirmations.pop(channel, None)
-            if future is not None and not future.done():
-                future.set_result(None)  # nobody wants it any more: not an error
+            batch = self._confirmations.pop(channel, None)
+            if batch is not None:
+                batch.confirm()  # nobody wants it any more: not an error
         with contextlib.suppress(BrokerUnavailable):
-            self._send([("SUNSUBSCRIBE", channel) for channel in gone])
+            self._send_raw(_pack_each(b"SUNSUBSCRIBE", gone))
 
-    def _send(self, commands: list[tuple[Any, ...]]) -> None:
+    def _send_raw(self, packed: bytes) -> None:
         if self.dead or not self._connection.is_connected:
             raise BrokerUnavailable(f"{self.node}: pub/sub connection lost")
         # A write on the open connection; the reply comes to the reader. The task surfaces a
         # failure as the reader's loss (the read fails too).
-        packed = self._connection.pack_commands(commands)
         task = asyncio.ensure_future(
             self._connection.send_packed_command(packed, check_health=False)
         )
@@ -706,21 +739,20 @@ class ShardReader:
             self.dead = True
             if heartbeat is not None:
                 heartbeat.cancel()
-            for future in self._confirmations.values():
-                if not future.done():
-                    future.set_exception(BrokerUnavailable(f"{self.node}: {error}"))
-                    future.exception()  # retrieved: nobody may be waiting any more
+            for batch in set(self._confirmations.values()):
+                batch.fail(BrokerUnavailable(f"{self.node}: {error}"))
             self._confirmations.clear()
             with contextlib.suppress(Exception):
                 await self._connection.disconnect()
             if not self._closing:
-                metrics.REDIS_OUTAGES.inc()
-                log.warning(
-                    "redis_shard_subscription_lost",
-                    node=self.node,
-                    channels=len(self.channels),
-                    error=str(error),
-                )
+                if self._connected.is_set():
+                    metrics.REDIS_OUTAGES.inc()
+                    log.warning(
+                        "redis_shard_subscription_lost",
+                        node=self.node,
+                        channels=len(self.channels),
+                        error=str(error),
+                    )
                 self._on_lost(self, set(self.channels))
 
     async def _heartbeat(self) -> None:
@@ -732,7 +764,7 @@ class ShardReader:
                 self._abort()
                 return
             with contextlib.suppress(BrokerUnavailable):
-                self._send([("PING",)])
+                self._send_raw(b"*1\r\n$4\r\nPING\r\n")
 
     async def _read_forever(self) -> None:
         read = self._connection.read_response
@@ -746,10 +778,9 @@ class ShardReader:
                 self._on_message(response[1], response[2])
             elif kind == b"ssubscribe":
                 channel = _text(response[1])
-                future = self._confirmations.pop(channel, None)
-                if future is not None:
-                    if not future.done():
-                        future.set_result(None)
+                batch = self._confirmations.pop(channel, None)
+                if batch is not None:
+                    batch.confirm()
                 elif channel not in self._unsubscribing:
                     # Subscribed without us asking: the connection was replaced underneath.
                     raise ConnectionError("pub/sub connection was re-established implicitly")
@@ -817,7 +848,8 @@ class ClusterSubscription:
 
     @staticmethod
     def _slot_of_channel(channel: str) -> int:
-        return int(key_slot(channel.encode()))
+        slot = _every_fleet_channel().get(channel)
+        return slot if slot is not None else int(key_slot(channel.encode()))
 
     # --- Subscription protocol ----------------------------------------------------------------
 
