@@ -76,7 +76,7 @@ from shared.broker.base import (
     id_after,
     published_from_wire,
 )
-from shared.broker.redis import BrokerUnavailable
+from shared.broker.redis import POOL_SIZE, BrokerUnavailable
 from shared.channels import (
     DRONE_PREFIX,
     FLEET_PREFIX,
@@ -182,7 +182,9 @@ class Topology:
         client = self._clients.get(node)
         if client is None:
             host, port = self._address(node)
-            pool = aioredis.ConnectionPool(
+            pool = aioredis.BlockingConnectionPool(
+                max_connections=POOL_SIZE,
+                timeout=10,
                 connection_class=self._connection_class,
                 host=host,
                 port=port,

@@ -34,6 +34,7 @@ from shared.broker.base import (
     id_after,
     published_from_wire,
 )
+from shared.broker.tail import StreamTail
 from shared.channels import EPOCH_KEY, EVENT_STREAM, published_key, snapshot_key
 from shared.events import PendingEvent, PublishedEvent, envelope_bytes, parse_event_id
 from shared.logging import get_logger
@@ -54,8 +55,16 @@ class BrokerUnavailable(RuntimeError):
     """Redis could not be reached; the caller keeps the event (outbox) and retries later."""
 
 
+# Commands share at most this many connections per Redis; more concurrent callers wait for
+# one (a storm of resuming clients queues in-process instead of opening thousands of sockets).
+POOL_SIZE = 64
+
+
 def connect(url: str) -> aioredis.Redis:
-    return aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_SIZE, timeout=10, socket_connect_timeout=2, socket_timeout=5
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def connect_for_pubsub(url: str) -> aioredis.Redis:
@@ -298,6 +307,18 @@ class RedisSubscription:
                     raise ConnectionError("pub/sub connection was re-established implicitly")
 
 
+def _entry_event(raw_id: bytes, fields: dict[bytes, bytes]) -> tuple[str, PublishedEvent]:
+    """A retention stream entry as (its id, the event it was published as)."""
+    event_id = raw_id.decode()
+    return event_id, published_from_wire(
+        fields[b"c"].decode(), envelope_bytes(event_id, fields[b"b"])
+    )
+
+
+# Replays share one copy of the stream's newest events, at most this many (StreamTail).
+REPLAY_COPY_EVENTS = 20_000
+
+
 class RedisBroker:
     def __init__(self, url: str, retention_seconds: int = 600, max_events: int = 100_000) -> None:
         self._url = url
@@ -307,6 +328,7 @@ class RedisBroker:
         self._pubsub_client: aioredis.Redis | None = None
         self._script: Any = None
         self._subscriptions: list[RedisSubscription] = []
+        self._tail: StreamTail | None = None
 
     @property
     def client(self) -> aioredis.Redis:
@@ -318,6 +340,9 @@ class RedisBroker:
         self._client = connect(self._url)
         self._pubsub_client = connect_for_pubsub(self._url)
         self._script = self._client.register_script(_PUBLISH_LUA)
+        self._tail = StreamTail(
+            self._read_page, min(self._max_events, REPLAY_COPY_EVENTS), self._retention_ms
+        )
 
     async def close(self) -> None:
         for subscription in self._subscriptions:
@@ -376,6 +401,26 @@ class RedisBroker:
 
     async def history(self, after_id: str, serials: frozenset[str] | None) -> History:
         parse_event_id(after_id)
+        if after_id != FROM_START and self._tail is not None:
+            try:
+                shared = await self._tail.history(after_id, serials)
+            except RedisError as exc:
+                raise BrokerUnavailable(str(exc)) from exc
+            if shared is not None:
+                return shared
+        return await self._history_from_redis(after_id, serials)
+
+    async def _read_page(
+        self, start: str, end: str, count: int
+    ) -> tuple[str, list[tuple[str, PublishedEvent]]]:
+        """One page of the retention stream, with the epoch it belongs to (for StreamTail)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(EPOCH_KEY)
+        pipe.xrange(EVENT_STREAM, start, end, count=count)
+        epoch, entries = await pipe.execute()
+        return (epoch or b"").decode(), [_entry_event(raw_id, fields) for raw_id, fields in entries]
+
+    async def _history_from_redis(self, after_id: str, serials: frozenset[str] | None) -> History:
         events: list[PublishedEvent] = []
         cursor = after_id
         first_batch = True
@@ -392,16 +437,10 @@ class RedisBroker:
                     return History(recovered=False)
                 first_batch = False
             for raw_id, fields in entries:
-                event_id = raw_id.decode()
-                cursor = event_id
-                serial = fields[b"s"].decode() or None
-                if serials is not None and serial not in serials:
+                cursor, event = _entry_event(raw_id, fields)
+                if serials is not None and event.serial not in serials:
                     continue
-                events.append(
-                    published_from_wire(
-                        fields[b"c"].decode(), envelope_bytes(event_id, fields[b"b"])
-                    )
-                )
+                events.append(event)
             if len(entries) < _HISTORY_BATCH:
                 return History(recovered=True, events=events)
 
