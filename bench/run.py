@@ -491,15 +491,17 @@ def measure(
             *lg_args,
         ]
         profiler = None
-        if args.profile and servers[0].proc is not None:
-            # py-spy samples the first gateway (collapsed stacks; see bench/profile_top.py)
+        # py-spy samples the first gateway, or in a storm the survivor (collapsed stacks; see
+        # bench/profile_top.py)
+        profiled = servers[-1] if "storm" in lg_args else servers[0]
+        if args.profile and profiled.proc is not None:
             os.makedirs(args.profile, exist_ok=True)
             profiler = subprocess.Popen(
                 [
                     f"{VENV_BIN}/py-spy",
                     "record",
                     "--pid",
-                    str(servers[0].proc.pid),
+                    str(profiled.proc.pid),
                     "--rate",
                     "200",
                     "--nonblocking",
@@ -760,7 +762,7 @@ def sc_storm(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
         return out
     total = a.storm_clients + a.storm_observers
     tokens = storm_tokens(total)
-    for cluster in (False, True):
+    for cluster in [bus == "cluster" for bus in a.storm_bus.split(",")]:
         lg = [
             *fanout_args("targeted", total, a.storm_rate, 0, 100),
             *("--test", "storm", "--observers", str(a.storm_observers), "--tokens", tokens),
@@ -1053,6 +1055,7 @@ def main() -> None:
     ap.add_argument("--storm-clients", type=int, default=5000, help="storm: clients moved")
     ap.add_argument("--storm-observers", type=int, default=500, help="storm: on the survivor")
     ap.add_argument("--storm-rate", type=float, default=200, help="storm: events/s, 100 drones")
+    ap.add_argument("--storm-bus", default="redis,cluster", help="storm: redis and/or cluster")
     ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     ap.add_argument("--redis-port", type=int, default=0, help="default: a free one")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per loadgen run")

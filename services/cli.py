@@ -108,6 +108,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         port=port,
         log_config=None,
         access_log=False,
+        backlog=settings.accept_backlog,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
         ws_max_size=1024 * 1024,
         # Compression is per connection: it would redo, for every recipient, the frame the

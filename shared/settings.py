@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     client_messages_per_second: float = Field(20.0, gt=0, description="Socket.IO messages")
     client_message_burst: int = Field(40, ge=1)
     connections_per_client: int = Field(50, ge=1, description="Socket.IO connections per client")
+    accept_backlog: int = Field(
+        4096,
+        ge=64,
+        description="Connections the kernel queues while the service is busy accepting: a "
+        "reconnect storm (a replica's clients all moving at once) must fit, or their handshakes "
+        "wait out TCP retransmits. The kernel caps it at net.core.somaxconn.",
+    )
 
     # Event retention: the window a reconnecting client can recover from.
     retention_seconds: int = Field(600, ge=1)

@@ -52,7 +52,7 @@ typedef struct {
   int fd, state, serial, port;
   char *buf;
   size_t len, cap;
-  double last_seq;
+  double last_seq, last_global;
   uint32_t recv, dup;
   double gaps;
   int probe_seen;
@@ -61,6 +61,7 @@ typedef struct {
   char last_id[48];
   int observer, reconnects, attempts, awaiting_ack, resumed, recovered_false;
   double reconnect_at, resumed_ms, replayed;
+  double t_open, t_upgraded, t_greeted; /* the last reconnect's phases, ms since K */
 } client_t;
 
 static client_t *C;
@@ -70,7 +71,8 @@ static const char *path = "/ws/events";
 static int ep, measuring, started, done_conn, ok_conn, failed_conn;
 static double *lat;
 static size_t lat_n, lat_cap;
-static double delivered, stray, bad, offset_ms, last_recv, first_recv;
+static double delivered, stray, bad, offset_ms, last_recv, first_recv, global_ooo;
+static double *serial_last; /* all mode: per client and serial, the last bsseq seen */
 static uint32_t unexpected;
 static int stalled_n;
 /* storm mode */
@@ -127,6 +129,7 @@ static void start_one(void) {
       c->port = ports[started % nports];
     }
     c->last_seq = -1;
+    c->last_global = -1;
     started++;
     open_socket(c);
   }
@@ -162,6 +165,7 @@ static void reconnect_due(void) {
     if (c->state != 13 || c->reconnect_at > t) continue;
     c->port = ports[nports > 1 ? 1 : 0];
     c->reconnects++;
+    c->t_open = now_ms() - storm_t0;
     reconnect_attempts++;
     open_socket(c);
   }
@@ -205,6 +209,7 @@ static void on_text(client_t *c, const char *p, size_t n) {
       if (all_mode) snprintf(target, sizeof target, "\"all\":true");
       else snprintf(target, sizeof target, "\"droneSerial\":\"SN%05d\"", c->serial);
       if (c->reconnects && c->last_id[0]) snprintf(resume, sizeof resume, ",\"lastEventId\":\"%s\"", c->last_id);
+      if (c->reconnects) c->t_greeted = now_ms() - storm_t0;
       /* with an ack id (1) in storm mode: the ack marks the end of the replay */
       snprintf(sub, sizeof sub, "42%s[\"subscribe\",{%s%s}]", storm ? "1" : "", target, resume);
       send_text(c, sub);
@@ -236,10 +241,19 @@ static void on_text(client_t *c, const char *p, size_t n) {
     }
   }
   if (!measuring) { stray++; return; }
-  double s = all_mode ? bseq : num_after(p, n, "\"bsseq\":", &f3);
-  double expect = c->last_seq + 1;
-  if (s == expect) c->last_seq = s;
-  else if (s > expect) { c->gaps += s - expect; c->last_seq = s; }
+  /* The promise is per drone: each drone's events in order (bsseq). In all mode the client also
+   * counts inversions of the global publish order (bseq), which one Redis keeps and a cluster
+   * (one order per shard) does not: informational. */
+  double s = num_after(p, n, "\"bsseq\":", &f3);
+  double *last = &c->last_seq;
+  if (all_mode) {
+    int f4; int si = (int)num_after(p, n, "\"serial\":\"SN", &f4);
+    if (f4 && si >= 0 && si < S) last = &serial_last[(size_t)(c - C) * S + si];
+    if (bseq < c->last_global) global_ooo++; else c->last_global = bseq;
+  }
+  double expect = *last + 1;
+  if (s == expect) *last = s;
+  else if (s > expect) { c->gaps += s - expect; *last = s; }
   else c->dup++;
   c->recv++;
   delivered++;
@@ -276,6 +290,7 @@ static void on_readable(client_t *c) {
       }
       p = (size_t)(e - c->buf) + 4;
       c->state = 2;
+      if (c->reconnects) c->t_upgraded = now_ms() - storm_t0;
       send_text(c, "40");
     }
     while (c->len - p >= 2) {
@@ -328,17 +343,27 @@ static void report(char *args) {
   printf("{\"c_connected\":%d,\"c_expected\":%.0f,\"c_delivered\":%.0f,\"c_lost\":%.0f,\"c_clients_with_loss\":%d,"
          "\"c_seq_gaps\":%.0f,\"c_dup_or_ooo\":%.0f,\"c_p50\":%.3f,\"c_p90\":%.3f,\"c_p99\":%.3f,\"c_p999\":%.3f,"
          "\"c_max\":%.3f,\"c_mean\":%.3f,\"c_first_recv\":%.3f,\"c_last_recv\":%.3f,\"c_unexpected\":%u,"
-         "\"c_stray\":%.0f,\"c_bad\":%.0f,\"c_stalled\":%d",
+         "\"c_stray\":%.0f,\"c_bad\":%.0f,\"c_stalled\":%d,\"c_global_ooo\":%.0f",
          okc, expected, delivered, lost, with_loss, gaps, dups, pct(0.5), pct(0.9), pct(0.99), pct(0.999),
-         lat_n ? lat[lat_n - 1] : -1, lat_n ? sum / lat_n : -1, first_recv, last_recv, unexpected, stray, bad, stalled_n);
+         lat_n ? lat[lat_n - 1] : -1, lat_n ? sum / lat_n : -1, first_recv, last_recv, unexpected, stray, bad, stalled_n, global_ooo);
   if (storm) {
     double *rt = calloc((size_t)N + 1, sizeof *rt); int nr = 0, recovered_false = 0, never = 0;
+    double *ph[3]; for (int k = 0; k < 3; k++) ph[k] = calloc((size_t)N + 1, sizeof(double));
     for (int i = 0; i < N; i++) {
       if (C[i].observer) continue;
-      if (C[i].resumed) rt[nr++] = C[i].resumed_ms; else never++;
+      if (C[i].resumed) {
+        /* phases: waiting to reconnect + TCP/HTTP upgrade, engine.io/Socket.IO connect, subscribe+replay */
+        ph[0][nr] = C[i].t_upgraded; ph[1][nr] = C[i].t_greeted - C[i].t_upgraded; ph[2][nr] = C[i].resumed_ms - C[i].t_greeted;
+        rt[nr++] = C[i].resumed_ms;
+      } else never++;
       recovered_false += C[i].recovered_false;
     }
     qsort(rt, (size_t)nr, sizeof *rt, cmp);
+    for (int k = 0; k < 3; k++) qsort(ph[k], (size_t)nr, sizeof(double), cmp);
+    fprintf(stderr, "storm phases p50/p99 ms: upgraded %.0f/%.0f, greeted after %.0f/%.0f, acked after %.0f/%.0f\n",
+            nr ? ph[0][nr / 2] : -1, nr ? ph[0][(size_t)(0.99 * (nr - 1))] : -1, nr ? ph[1][nr / 2] : -1,
+            nr ? ph[1][(size_t)(0.99 * (nr - 1))] : -1, nr ? ph[2][nr / 2] : -1, nr ? ph[2][(size_t)(0.99 * (nr - 1))] : -1);
+    for (int k = 0; k < 3; k++) free(ph[k]);
     qsort(lat_obs, lat_obs_n, sizeof *lat_obs, cmp);
 #define OBS(q) (lat_obs_n ? lat_obs[(size_t)((q) * (lat_obs_n - 1))] : -1)
     printf(",\"c_storm_clients\":%d,\"c_resumed\":%d,\"c_never_resumed\":%d,\"c_resume_p50_ms\":%.1f,"
@@ -400,6 +425,10 @@ int main(int argc, char **argv) {
     }
   }
   C = calloc((size_t)N, sizeof *C);
+  if (all_mode) {
+    serial_last = malloc((size_t)N * (size_t)S * sizeof *serial_last);
+    for (size_t i = 0; i < (size_t)N * (size_t)S; i++) serial_last[i] = -1;
+  }
   ep = epoll_create1(0);
   fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
   struct epoll_event sev = {.events = EPOLLIN, .data.ptr = NULL};

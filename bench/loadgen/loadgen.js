@@ -776,7 +776,7 @@ async function fanoutC() {
     drain_s: r1((tEnd - tPubEnd) / 1000), drain_capped: drainCapped,
     unexpected_disconnects: rep.c_unexpected, bad_payload: rep.c_bad, stray: rep.c_stray,
     publish_errors: publishErrors, publish: opt.publish, client: opt.client,
-    stalled_clients: rep.c_stalled,
+    stalled_clients: rep.c_stalled, global_order_inversions: rep.c_global_ooo,
     saturated: ratio === null || ratio < 0.99 || rep.c_p99 > 1000 || connectFailed > 0,
   };
   process.stdout.write(JSON.stringify(res) + '\n');
