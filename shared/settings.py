@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     mongodb_uri: str = ""
     database_name: str = "dronecast"
     redis_url: str = ""
+    redis_password: str = Field(
+        "",
+        description="Redis AUTH password when REDIS_URL carries none (e.g. from the Secret a "
+        "Redis chart or operator manages)",
+    )
     redis_cluster: bool = Field(
         False,
         description="REDIS_URL names any node of a Redis Cluster (Redis >= 7): sharded pub/sub, "

@@ -32,7 +32,11 @@ def create_broker(settings: Settings) -> Broker:
             settings.retention_seconds,
             settings.retention_max_events,
             settings.redis_replica_ack_ms,
+            settings.redis_password,
         )
     return RedisBroker(
-        settings.redis_url, settings.retention_seconds, settings.retention_max_events
+        settings.redis_url,
+        settings.retention_seconds,
+        settings.retention_max_events,
+        settings.redis_password,
     )

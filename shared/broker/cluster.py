@@ -132,9 +132,11 @@ class Topology:
     Read again after a redirect or a failed node (reads in flight are shared), and every
     `_REFRESH_EVERY` seconds in the background while in use."""
 
-    def __init__(self, url: str, command_timeout: float) -> None:
+    def __init__(self, url: str, command_timeout: float, password: str = "") -> None:
         kwargs: dict[str, Any] = dict(parse_url(url))
         kwargs.pop("db", None)  # a cluster has database 0 only
+        if password and not kwargs.get("password"):
+            kwargs["password"] = password  # REDIS_PASSWORD, when the URL carries none
         self._connection_class = kwargs.pop("connection_class", Connection)
         seed = f"{kwargs.pop('host', '127.0.0.1')}:{kwargs.pop('port', 6379)}"
         self._kwargs = kwargs
@@ -325,11 +327,12 @@ class ClusterBroker:
         retention_seconds: int = 600,
         max_events: int = 100_000,
         replica_ack_ms: int = 1000,
+        password: str = "",
     ) -> None:
         self._retention_ms = retention_seconds * 1000
         self._max_events = max_events
         self._replica_ack_ms = replica_ack_ms
-        self.topology = Topology(url, command_timeout=5.0 + replica_ack_ms / 1000)
+        self.topology = Topology(url, 5.0 + replica_ack_ms / 1000, password)
         self._subscriptions: list[ClusterSubscription] = []
         self._unreplicated_warned: set[Node] = set()
 

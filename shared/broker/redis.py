@@ -60,14 +60,20 @@ class BrokerUnavailable(RuntimeError):
 POOL_SIZE = 64
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, password: str = "") -> aioredis.Redis:
+    """`password` is used when the URL carries none (REDIS_PASSWORD)."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=POOL_SIZE, timeout=10, socket_connect_timeout=2, socket_timeout=5
+        url,
+        max_connections=POOL_SIZE,
+        timeout=10,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        password=password or None,
     )
     return aioredis.Redis.from_pool(pool)
 
 
-def connect_for_pubsub(url: str) -> aioredis.Redis:
+def connect_for_pubsub(url: str, password: str = "") -> aioredis.Redis:
     """A client whose pub/sub connection never reconnects behind our back.
 
     redis-py's retries would resubscribe silently after a loss, and whatever was published in
@@ -81,6 +87,7 @@ def connect_for_pubsub(url: str) -> aioredis.Redis:
         socket_timeout=None,
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
+        password=password or None,
     )
 
 
@@ -320,8 +327,15 @@ REPLAY_COPY_EVENTS = 20_000
 
 
 class RedisBroker:
-    def __init__(self, url: str, retention_seconds: int = 600, max_events: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        retention_seconds: int = 600,
+        max_events: int = 100_000,
+        password: str = "",
+    ) -> None:
         self._url = url
+        self._password = password
         self._retention_ms = retention_seconds * 1000
         self._max_events = max_events
         self._client: aioredis.Redis | None = None
@@ -337,8 +351,8 @@ class RedisBroker:
         return self._client
 
     async def start(self) -> None:
-        self._client = connect(self._url)
-        self._pubsub_client = connect_for_pubsub(self._url)
+        self._client = connect(self._url, self._password)
+        self._pubsub_client = connect_for_pubsub(self._url, self._password)
         self._script = self._client.register_script(_PUBLISH_LUA)
         self._tail = StreamTail(
             self._read_page, min(self._max_events, REPLAY_COPY_EVENTS), self._retention_ms
