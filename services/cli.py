@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from shared.settings import Settings
+
 ROLES = ("admin", "operator", "viewer", "application", "drone", "detector")
 SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
 
-SETTINGS_HELP = """
-settings (environment or .env): MONGODB_URI, DATABASE_NAME, REDIS_URL, HOST, PORT,
-SECRET_KEY, AUTH_ENABLED, ENVIRONMENT, RETENTION_SECONDS, RETENTION_MAX_EVENTS,
-CLIENT_QUEUE_LIMIT, SUBSCRIPTIONS_PER_CLIENT, DRAIN_SECONDS, CORS_ORIGINS, LOG_LEVEL, LOG_JSON
-"""
+# Every setting a service reads: the fields of the one Settings class (README "Running it
+# for real" says what each means).
+SETTINGS_HELP = "\n" + textwrap.fill(
+    "settings (environment or .env): " + ", ".join(name.upper() for name in Settings.model_fields),
+    width=92,
+)
 
 DESCRIPTIONS = {
     "dev": "The whole product in one process on http://127.0.0.1:8000: REST, /docs, device "
@@ -66,7 +70,6 @@ def _serve(command: str, args: argparse.Namespace) -> None:
     import uvicorn
 
     from shared.logging import configure_logging
-    from shared.settings import Settings
 
     overrides: dict[str, object] = {}
     if command == "dev":
@@ -122,7 +125,6 @@ def _serve(command: str, args: argparse.Namespace) -> None:
 
 def _token(args: argparse.Namespace) -> None:
     from shared.auth import Role, issue_token
-    from shared.settings import Settings
 
     settings = Settings()
     drones = None if args.drones.strip() == "*" else [s for s in args.drones.split(",") if s]
