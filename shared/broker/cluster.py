@@ -651,6 +651,11 @@ class ShardReader:
         self._last_heard = time.monotonic()
         self._task = asyncio.create_task(self._run(), name=f"shard-reader-{node}")
 
+    @property
+    def connected(self) -> bool:
+        """Whether its connection was ever established."""
+        return self._connected.is_set()
+
     async def subscribe(self, channels: Iterable[str]) -> None:
         """SSUBSCRIBE (one command per channel: each may be in another slot) and wait for
         every confirmation. BrokerUnavailable if the connection is or goes away."""
@@ -1002,7 +1007,11 @@ class ClusterSubscription:
         if reader.dead:
             if self._readers.get(reader.node) is reader:
                 del self._readers[reader.node]
-            self._topology.mark_down(reader.node)
+            if not reader.connected:
+                # It could not even connect: skip the node for a moment (publishes fail fast
+                # meanwhile). A connection that dropped (CLIENT KILL, a buffer limit) is tried
+                # again at once: the node may well be fine.
+                self._topology.mark_down(reader.node)
         self._orphan(channels, refill=True)
 
     async def _restore(self) -> None:

@@ -291,3 +291,30 @@ async def _lose_one_event_in_a_failover(broker: ClusterBroker, redis_cluster: Re
     assert timeline[10:13] == [10, LOST, 10]
     [scope] = scopes
     assert scope.covers(serial) and not scope.covers(bystander)
+
+
+async def test_a_pubsub_connection_killed_on_a_live_master_is_refilled_without_a_notice(
+    broker: ClusterBroker, redis_cluster: RedisCluster
+) -> None:
+    serial = "SN1"
+    timeline: list[int | str] = []
+    resumed = asyncio.Event()
+
+    async def on_resume() -> None:
+        resumed.set()
+
+    subscription = broker.subscription(
+        lambda e: timeline.append(orjson.loads(e.envelope)["data"]["n"]),
+        on_resume=on_resume,
+        on_lost=lambda scope: timeline.append(LOST),
+    )
+    await subscription.add(drone_pattern(serial))
+    for n in range(200):
+        if n == 50:
+            with redis_cluster.master_of(serial).client() as admin:
+                assert admin.client_kill_filter(_type="pubsub") >= 1
+        # The master is fine: its publishes do not fail over to the outbox.
+        await broker.publish(updated(serial, n))
+    await asyncio.wait_for(resumed.wait(), 10)
+    await until(lambda: timeline[-1:] == [199])
+    assert verify_timeline(timeline, 200) == Verdict(received=200)
