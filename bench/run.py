@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """DroneCast gateway benchmark (issue 7): `dronecast gateway` against the Node Socket.IO peer.
 
-Every measurement starts a fresh redis-server (its own port, no persistence), the gateway(s)
-pinned with `taskset -c 0`, and the official socket.io-client load generator
-(`bench/loadgen/loadgen.js`) pinned with `taskset -c 1`, then stops everything it started
-(by PID / own process group). Events for DroneCast go through the product's publish path:
-`shared/broker/publish.lua` with RedisBroker.publish's keys and arguments (retention stream,
-ids, snapshot, PUBLISH of the product envelope); the Node peer gets the harness's raw JSON.
+Every measurement starts a fresh redis-server (its own port, no persistence) or a fresh Redis
+Cluster of 3 masters + 3 replicas (`cluster`, `storm`), the gateway(s) pinned with
+`taskset -c 0`, and the load generator (`bench/loadgen/loadgen.js`) pinned with `taskset -c 1`,
+then stops everything it started (by PID / own process group). The load generator publishes
+and orchestrates; its receiving clients are, by default, the C receiver
+(`bench/loadgen/creceiver.c`: every client on one epoll loop, the cheapest per message, so the
+server is what saturates). `--client sio` makes them the official socket.io-client instead;
+`clients` measures both implementations with both kinds side by side. Events for DroneCast go
+through the product's publish path: `shared/broker/publish.lua` with RedisBroker.publish's keys
+and arguments (retention stream, ids, snapshot, PUBLISH of the product envelope), or on a
+cluster ClusterBroker.publish's; the Node peer gets the harness's raw JSON.
 One JSON line per run goes to stdout and to bench/results/<impl>.jsonl.
 
     .venv/bin/python bench/run.py suite                  # the issue's table, side by side
@@ -16,6 +21,9 @@ One JSON line per run goes to stdout and to bench/results/<impl>.jsonl.
     .venv/bin/python bench/run.py targeted
     .venv/bin/python bench/run.py patch                  # REST PATCH -> Socket.IO (DroneCast only)
     .venv/bin/python bench/run.py replicas               # 1 vs 2 gateway processes
+    .venv/bin/python bench/run.py clients                # socket.io-client vs C receiver, both
+    .venv/bin/python bench/run.py cluster                # 2 gateways: cluster 3+3 vs one Redis
+    .venv/bin/python bench/run.py storm                  # 5000 clients: SIGKILL a gateway, resume
     .venv/bin/python bench/run.py smoke                  # a few seconds, used by the tests
 
 `--impl dronecast` (default) and/or `--impl node-socketio` (repeatable) choose what is measured;
@@ -48,6 +56,7 @@ LOADGEN = os.path.join(BENCH, "loadgen", "loadgen.js")
 CRECEIVER_SRC = os.path.join(BENCH, "loadgen", "creceiver.c")
 CRECEIVER = os.path.join(BENCH, "loadgen", "creceiver")
 PUBLISH_LUA = os.path.join(REPO, "shared", "broker", "publish.lua")
+sys.path.insert(0, REPO)  # the product's token issuer and the tests' Redis Cluster launcher
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 SERVER_CPU, CLIENT_CPU = "0", "1"
 PATH = "/ws/events"
@@ -202,6 +211,10 @@ class Redis:
             time.sleep(0.05)
         raise SystemExit("redis did not start")
 
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid] if self.pid else []
+
     def stop(self) -> None:
         if not self.pid:
             return
@@ -220,6 +233,31 @@ class Redis:
                 continue
             break
         self.pid = None
+
+
+class ClusterBus:
+    """A Redis Cluster of 3 masters and 3 replicas on free ports, pinned beside the loadgen as
+    the single Redis is: the tests' launcher (tests/fixtures/redis_cluster.py)."""
+
+    def __init__(self) -> None:
+        from tests.fixtures.redis_cluster import RedisCluster
+
+        self.cluster = RedisCluster(launcher=["taskset", "-c", CLIENT_CPU])
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    @property
+    def pids(self) -> list[int]:
+        return self.cluster.pids
+
+    def start(self) -> ClusterBus:
+        self.cluster.start()
+        return self
+
+    def stop(self) -> None:
+        self.cluster.stop()
 
 
 class Server:
@@ -361,28 +399,39 @@ def measure(
     with_api: bool = False,
     loadgen_cpus: str = CLIENT_CPU,
     client: str | None = None,
+    cluster: bool = False,
+    server_env: dict[str, str] | None = None,
+    replica_cpus: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One isolated measurement: fresh Redis, fresh server(s), one loadgen run."""
+    """One isolated measurement: fresh Redis (or Redis Cluster), fresh server(s), one loadgen
+    run. `server_env` replaces DroneCast's bench settings (e.g. the product's default limits);
+    `replica_cpus` pins each replica (default: replica n on CPU n)."""
     run_id = f"{dt.datetime.now():%Y%m%dT%H%M%S}-{impl.name}-{tag}"
     os.makedirs(LOGS, exist_ok=True)
     redis_port = args.redis_port or free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    redis = Redis(redis_port, run_id)
+    redis: Redis | ClusterBus = ClusterBus() if cluster else Redis(redis_port, run_id)
     servers: list[Server] = []
     api: Server | None = None
     lines: list[dict[str, Any]] = []
     busy_before = wait_until_quiet(args.quiet_pct, args.quiet_wait) if args.quiet_pct > 0 else None
     try:
         redis.start()
+        if isinstance(redis, ClusterBus):
+            redis_url = redis.url
         ports = [args.port + i if args.port else free_port() for i in range(replicas)]
         ready = []
+        bus_env = {"REDIS_URL": redis_url, **({"REDIS_CLUSTER": "true"} if cluster else {})}
         for n, port in enumerate(ports):
             # replica n on CPU n: with two replicas on a 2-core machine the second shares CPU 1
             cpus = str(n % (os.cpu_count() or 1)) if replicas > 1 else SERVER_CPU
+            if replica_cpus:
+                cpus = replica_cpus[n]
+            env = {**impl.env, **bus_env} if server_env is None else {**server_env, **bus_env}
             server = Server(
                 impl.cmd,
                 port,
-                {**impl.env, "REDIS_URL": redis_url},
+                env,
                 cpus,
                 os.path.join(LOGS, f"{run_id}-server{n}.log"),
                 impl.cwd,
@@ -429,9 +478,9 @@ def measure(
             "--server-pid",
             pids,
             "--redis-pid",
-            str(redis.pid),
+            ",".join(map(str, redis.pids)),
             "--publish",
-            impl.publish,
+            "lua-cluster" if cluster and impl.publish == "lua" else impl.publish,
             "--lua-script",
             PUBLISH_LUA,
             "--client",
@@ -442,15 +491,17 @@ def measure(
             *lg_args,
         ]
         profiler = None
-        if args.profile and servers[0].proc is not None:
-            # py-spy samples the first gateway (collapsed stacks; see bench/profile_top.py)
+        # py-spy samples the first gateway, or in a storm the survivor (collapsed stacks; see
+        # bench/profile_top.py)
+        profiled = servers[-1] if "storm" in lg_args else servers[0]
+        if args.profile and profiled.proc is not None:
             os.makedirs(args.profile, exist_ok=True)
             profiler = subprocess.Popen(
                 [
                     f"{VENV_BIN}/py-spy",
                     "record",
                     "--pid",
-                    str(servers[0].proc.pid),
+                    str(profiled.proc.pid),
                     "--rate",
                     "200",
                     "--nonblocking",
@@ -475,7 +526,7 @@ def measure(
         machine_pct = 100.0 * (c1[0] - c0[0]) / max(1.0, c1[1] - c0[1]) * (os.cpu_count() or 1)
         if p.returncode != 0:
             log(f"loadgen rc={p.returncode}; see {LOGS}/{run_id}-loadgen.log")
-        for s in servers:
+        for s in servers[1:] if "--test storm" in " ".join(lg_args) else servers:
             if s.proc is not None and s.proc.poll() is not None:
                 log(f"WARNING: a server died during the run (rc={s.proc.returncode})")
         for raw in p.stdout.decode().splitlines():
@@ -490,6 +541,7 @@ def measure(
                 rec["busy_before_pct"] = None if busy_before is None else round(busy_before, 1)
                 rec.update(
                     {
+                        "bus": "cluster 3+3" if cluster else "redis",
                         "replicas": replicas,
                         "run_id": run_id,
                         "rev": git_rev(),
@@ -520,6 +572,13 @@ def measure(
 
 
 def summarize(r: dict[str, Any]) -> str:
+    if r.get("test") == "storm":
+        return (
+            f"{r['impl']} storm on {r['bus']}: {r['resumed']}/{r['storm_clients']} resumed, all "
+            f"after {r['all_resumed_s']} s (p50 {r['resume_p50_s']} s), recovered false "
+            f"{r['recovered_false']}, lost {r['lost']}, duplicated {r['duplicated']}, survivor p99 "
+            f"{r['survivor_p99_ms_during_storm']} ms at {r['survivor_cpu_pct_during_storm']}% CPU"
+        )
     if r.get("test") == "capacity":
         return (
             f"{r['impl']} capacity N={r['clients']}: ok {r['connected']}, "
@@ -665,6 +724,180 @@ def sc_slow(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
     return out
 
 
+# The product's own limits, auth on: what a real deployment runs with (no raised limits).
+STORM_SECRET = "bench-storm-secret-key-0123456789abcdef"
+STORM_ENV = {
+    "ENVIRONMENT": "test",
+    "AUTH_ENABLED": "true",
+    "SECRET_KEY": STORM_SECRET,
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def storm_tokens(count: int) -> str:
+    """One detector token per client, each its own subject (as each detector pod has), so the
+    per-client limits apply as they would to real clients."""
+    from shared.auth import Role, issue_token
+    from shared.settings import Settings
+
+    settings = Settings(environment="test", secret_key=STORM_SECRET)
+    path = os.path.join(LOGS, f"storm-tokens-{count}.txt")
+    os.makedirs(LOGS, exist_ok=True)
+    with open(path, "w") as f:
+        for n in range(count):
+            serial = f"SN{n % 100:05d}"
+            f.write(issue_token(settings, Role.DETECTOR, f"detector-{n}", [serial], 3600) + "\n")
+    return path
+
+
+def sc_storm(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    """5000 clients on one gateway replica, SIGKILL it: they reconnect to the other with
+    lastEventId while events keep flowing; on one Redis and on a Redis Cluster. Auth on, the
+    product's default limits, one token (subject) per client. The killed replica runs on CPU 1
+    beside the load generator and Redis; the survivor has CPU 0 to itself."""
+    out: list[dict[str, Any]] = []
+    impl = next((i for i in impls if i.name == "dronecast"), None)
+    if impl is None:
+        log("storm: DroneCast only")
+        return out
+    total = a.storm_clients + a.storm_observers
+    tokens = storm_tokens(total)
+    for cluster in [bus == "cluster" for bus in a.storm_bus.split(",")]:
+        lg = [
+            *fanout_args("targeted", total, a.storm_rate, 0, 100),
+            *("--test", "storm", "--observers", str(a.storm_observers), "--tokens", tokens),
+            *("--warmup", "3", "--after", "3", "--connect-concurrency", "500"),
+        ]
+        out += measure(
+            a,
+            impl,
+            lg,
+            f"storm-{'cluster' if cluster else 'redis'}",
+            replicas=2,
+            cluster=cluster,
+            client="c",
+            server_env=STORM_ENV,
+            replica_cpus=[CLIENT_CPU, SERVER_CPU],
+        )
+    storm_table(out)
+    return out
+
+
+def sc_cluster(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    """Two gateway replicas, events over 100 drones spread over the 3 shards of a Redis
+    Cluster, against one Redis in the same run: all-mode fan-out and per-drone subscribers."""
+    out: list[dict[str, Any]] = []
+    impl = next((i for i in impls if i.name == "dronecast"), None)
+    if impl is None:
+        log("cluster: DroneCast only (the Node peer's adapter is for one Redis)")
+        return out
+    for mode, rate in (("all", a.cluster_rate), ("targeted", a.targeted_rate)):
+        for cluster in (False, True):
+            out += measure(
+                a,
+                impl,
+                fanout_args(mode, a.clients, rate, a.duration),
+                f"{'cluster' if cluster else 'redis'}-{mode}",
+                replicas=2,
+                cluster=cluster,
+                loadgen_cpus="0,1",
+            )
+    cluster_table(out)
+    return out
+
+
+def sc_clients(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
+    """Both implementations with both kinds of receiving clients, same runs: the official
+    socket.io-client (Node, in the load generator) and the C receiver. The official client
+    is slow per message, so it lowers every ceiling it meets; the ratio of deliveries per
+    server core-second between the implementations is what both kinds must agree on."""
+    out: list[dict[str, Any]] = []
+    by_name = {impl.name: impl for impl in impls}
+    for name in ("node-socketio", "dronecast"):
+        if name not in by_name:
+            by_name[name] = IMPLS[name](a)
+    for rate in rates(a.clients_rates):
+        for name in ("node-socketio", "dronecast"):
+            for client in ("sio", "c"):
+                out += measure(
+                    a,
+                    by_name[name],
+                    fanout_args("all", a.clients, rate, a.duration),
+                    f"clients-{client}-r{rate:g}",
+                    client=client,
+                )
+    clients_table(out)
+    return out
+
+
+def _save_table(name: str, text: str) -> None:
+    print("\n" + text, file=sys.stderr)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, f"{name}-{dt.datetime.now():%Y%m%dT%H%M%S}.md"), "w") as f:
+        f.write(text + "\n")
+
+
+def storm_table(recs: list[dict[str, Any]]) -> None:
+    rows = [
+        f"| {r['bus']} | {r['storm_clients']} + {r['observers']} | {r['all_resumed_s']} s "
+        f"(p50 {r['resume_p50_s']} s) | {r['never_resumed']} | {r['recovered_false']} | "
+        f"{r['expected']} | {r['delivered']} | {r['lost']} | {r['duplicated']} | {r['replayed']} | "
+        f"{r['survivor_p99_ms_during_storm']} ms | {r['survivor_cpu_pct_during_storm']}% |"
+        for r in recs
+        if r.get("test") == "storm"
+    ]
+    _save_table(
+        "storm",
+        "| bus | clients (moved + already there) | all resumed after the SIGKILL | never "
+        "| recovered false | expected | received | lost | duplicated | replayed "
+        "| survivor p99 during the storm | survivor CPU during the storm |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows),
+    )
+
+
+def cluster_table(recs: list[dict[str, Any]]) -> None:
+    rows = [
+        f"| {r['mode']} | {r['bus']} | {r['rate']} ev/s | {r['deliveries_per_s']} | "
+        f"{r['p50_ms']} / {r['p99_ms']} ms | {r['lost']} | {r['dup_or_ooo']} | "
+        f"{r['server_cpu_pct']}% | {r.get('redis_cpu_pct')}% |"
+        for r in recs
+        if r.get("test") == "fanout"
+    ]
+    _save_table(
+        "cluster",
+        "| subscribers | bus | events | deliveries/s | p50 / p99 | lost | dup/ooo "
+        "| 2 gateways CPU | Redis CPU (all nodes) |\n|---|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows),
+    )
+
+
+def clients_table(recs: list[dict[str, Any]]) -> None:
+    rows = []
+    per_core: dict[tuple[str, float], dict[str, float]] = {}
+    for r in recs:
+        if r.get("test") != "fanout":
+            continue
+        core = r.get("deliveries_per_server_core_s") or 0
+        per_core.setdefault((r["client"], r["rate"]), {})[r["impl"]] = core
+        rows.append(
+            f"| {r['impl']} | {r['client']} | {r['rate']} ev/s | {r['deliveries_per_s']} | "
+            f"{r['p99_ms']} ms | {r['lost']} | {r['server_cpu_pct']}% | {core} | "
+            f"{r['loadgen_cpu_pct']}%{' (bound)' if r.get('loadgen_bound') else ''} |"
+        )
+    text = (
+        "| implementation | receiving clients | events | deliveries/s | p99 | lost | server CPU "
+        "| deliveries per server core-s | load generator CPU |\n"
+        "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+    for (client, rate), cores in sorted(per_core.items()):
+        if cores.get("dronecast") and cores.get("node-socketio"):
+            text += (
+                f"\nper-core ratio with {client} clients at {rate:g} ev/s: DroneCast "
+                f"{cores['dronecast'] / cores['node-socketio']:.1f}x the Node peer"
+            )
+    _save_table("clients", text)
+
+
 def sc_smoke(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
     out = []
     for impl in impls:
@@ -695,6 +928,9 @@ SCENARIOS = {
     "patch": sc_patch,
     "replicas": sc_replicas,
     "slow": sc_slow,
+    "clients": sc_clients,
+    "cluster": sc_cluster,
+    "storm": sc_storm,
     "smoke": sc_smoke,
     "suite": sc_suite,
 }
@@ -814,6 +1050,12 @@ def main() -> None:
     ap.add_argument("--slow-rate", type=float, default=200, help="slow: events/s")
     ap.add_argument("--slow-duration", type=float, default=15, help="slow: seconds")
     ap.add_argument("--stalled", type=int, default=5, help="slow: clients that stop reading")
+    ap.add_argument("--clients-rates", default="100,400", help="clients: events/s (all mode)")
+    ap.add_argument("--cluster-rate", type=float, default=400, help="cluster: all-mode events/s")
+    ap.add_argument("--storm-clients", type=int, default=5000, help="storm: clients moved")
+    ap.add_argument("--storm-observers", type=int, default=500, help="storm: on the survivor")
+    ap.add_argument("--storm-rate", type=float, default=200, help="storm: events/s, 100 drones")
+    ap.add_argument("--storm-bus", default="redis,cluster", help="storm: redis and/or cluster")
     ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     ap.add_argument("--redis-port", type=int, default=0, help="default: a free one")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per loadgen run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -15,11 +16,12 @@ SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
 DEVICE_FRAME_CEILING = 4  # times MAX_BODY_BYTES: the largest WebSocket frame read at all
 DEV_HOST = "127.0.0.1"  # `dronecast dev` is for this machine; the services bind HOST
 
-SETTINGS_HELP = """
-settings (environment or .env): MONGODB_URI, DATABASE_NAME, REDIS_URL, HOST, PORT,
-SECRET_KEY, AUTH_ENABLED, ENVIRONMENT, RETENTION_SECONDS, RETENTION_MAX_EVENTS,
-CLIENT_QUEUE_LIMIT, SUBSCRIPTIONS_PER_CLIENT, DRAIN_SECONDS, CORS_ORIGINS, LOG_LEVEL, LOG_JSON
-"""
+# Every setting a service reads: the fields of the one Settings class (README "Running it
+# for real" says what each means).
+SETTINGS_HELP = "\n" + textwrap.fill(
+    "settings (environment or .env): " + ", ".join(name.upper() for name in Settings.model_fields),
+    width=92,
+)
 
 DESCRIPTIONS = {
     "dev": "The whole product in one process on http://127.0.0.1:8000: REST, /docs, device "
@@ -124,6 +126,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         port=port,
         log_config=None,
         access_log=False,
+        backlog=settings.accept_backlog,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
         # A device frame over MAX_BODY_BYTES is answered with an `error` message and the
         # socket stays open; one over this ceiling is not read at all (close 1009).

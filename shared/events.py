@@ -6,8 +6,10 @@ broker assigns the id when it publishes. On the wire the envelope is:
     {"id": "<stream id>", "event": "drone.updated", "serial": "SN1",
      "timestamp": "2026-01-01T12:00:00.000Z", "data": {...}}
 
-Ids are Redis stream ids (`<ms>-<seq>`): strictly increasing across the whole system, so one id
-orders every event and a client can resume from the last one it saw.
+Ids are Redis stream ids (`<ms>-<seq>`). On one Redis they increase across the whole system, so
+one id orders every event and a client can resume from the last one it saw. On a Redis Cluster
+they increase within a partition (a hash slot, which holds every event of a drone): see
+`PendingEvent.partition_key` and the README's "Delivery guarantees".
 """
 
 from __future__ import annotations
@@ -129,6 +131,18 @@ class PendingEvent:
     @property
     def channel(self) -> str:
         return channel_for(self.name, self.serial)
+
+    @property
+    def partition_key(self) -> str:
+        """What orders this event with others on a Redis Cluster (its hash slot): its drone; a
+        system broadcast its channel; a telemetry anomaly of a sensor on no drone its sensor, so
+        that sensor's events stay in order while the fleet's spread over every slot."""
+        if self.serial is not None:
+            return self.serial
+        if self.name is EventName.SYSTEM_BROADCAST:
+            return SYSTEM_BROADCAST
+        sensor = self.data.get("sensor_id")
+        return f"sensor:{sensor}" if isinstance(sensor, str) else f"event:{self.uid}"
 
     def body_without_id(self) -> bytes:
         """The envelope's JSON after its `"id"` member: `"event":...}`.

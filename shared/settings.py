@@ -34,6 +34,22 @@ class Settings(BaseSettings):
     mongodb_uri: str = ""
     database_name: str = "dronecast"
     redis_url: str = ""
+    redis_password: str = Field(
+        "",
+        description="Redis AUTH password when REDIS_URL carries none (e.g. from the Secret a "
+        "Redis chart or operator manages)",
+    )
+    redis_cluster: bool = Field(
+        False,
+        description="REDIS_URL names any node of a Redis Cluster (Redis >= 7): sharded pub/sub, "
+        "a retention log per hash slot",
+    )
+    redis_replica_ack_ms: int = Field(
+        1000,
+        ge=0,
+        description="On a Redis Cluster: how long a publish waits for a replica to hold the "
+        "event (WAIT) before it stays in the outbox; 0 does not wait",
+    )
 
     # Security
     secret_key: str = DEFAULT_SECRET_KEY
@@ -49,6 +65,13 @@ class Settings(BaseSettings):
     client_messages_per_second: float = Field(20.0, gt=0, description="Socket.IO messages")
     client_message_burst: int = Field(40, ge=1)
     connections_per_client: int = Field(50, ge=1, description="Socket.IO connections per client")
+    accept_backlog: int = Field(
+        4096,
+        ge=64,
+        description="Connections the kernel queues while the service is busy accepting: a "
+        "reconnect storm (a replica's clients all moving at once) must fit, or their handshakes "
+        "wait out TCP retransmits. The kernel caps it at net.core.somaxconn.",
+    )
 
     # Event retention: the window a reconnecting client can recover from.
     retention_seconds: int = Field(600, ge=1)

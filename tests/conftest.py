@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
+from tests.fixtures.redis_cluster import RedisCluster
 from tests.fixtures.redis_server import RedisServer
 
 REAL_MONGODB_URI = os.environ.get("MONGODB_URI", "")
@@ -33,6 +34,23 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """3 masters + 3 replicas, started once for the session by the first test that asks."""
+    cluster = RedisCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """The cluster whole again (a test may have killed a master) and empty."""
+    redis_cluster.heal()
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 def make_settings(**overrides: Any) -> Settings:

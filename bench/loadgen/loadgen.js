@@ -4,6 +4,15 @@
 //   --publish lua   publish through the product's publish.lua (ids, retention stream, snapshot,
 //                   PUBLISH of the product envelope), the same keys/args RedisBroker.publish uses;
 //                   --publish raw (default) publishes the harness's raw JSON, for the peers.
+//   --publish lua-cluster  the same script on a Redis Cluster (--redis-url names any node), with
+//                   ClusterBroker.publish's hash-tagged keys and args: the slot's log, SPUBLISH on
+//                   drone:{serial}:updated and the slot's fleet channel. (Not the WAIT for a
+//                   replica that follows it in the product: that delays the publisher's next
+//                   event, not the delivery of this one.)
+//   --test storm    (--client c) N-OBSERVERS clients on the first gateway, OBSERVERS on the
+//                   second; after --warmup s the first is SIGKILLed and its clients reconnect to
+//                   the second with lastEventId, with socket.io-client's jittered backoff, while
+//                   events keep flowing. --tokens FILE: one token per client (auth on).
 //   --urls a,b      spread clients round-robin over several gateways (replica scaling).
 //   --server-pid    may be a comma-separated list (CPU and RSS are summed).
 //   --test patch    REST PATCH -> Socket.IO latency through `dronecast api`.
@@ -79,7 +88,7 @@ const opt = {
   apiUrl: A['api-url'] || 'http://127.0.0.1:8200',
   apiPid: A['api-pid'] ? Number(A['api-pid']) : null,
   patchConcurrency: Number(A['patch-concurrency'] || 64),
-  redisPid: A['redis-pid'] ? Number(A['redis-pid']) : null,
+  redisPid: A['redis-pid'] ? String(A['redis-pid']).split(',').map(Number) : null, // a cluster: every node
   connectConcurrency: Number(A['connect-concurrency'] || 200),
   connectTimeoutMs: Number(A['connect-timeout-ms'] || 30000),
   drainIdleMs: Number(A['drain-idle-ms'] || 2000),
@@ -89,10 +98,17 @@ const opt = {
   padBytes: Number(A['pad-bytes'] || 0),
   readyEvent: A['ready-event'] || 'connected',
   sampleMs: Number(A['sample-ms'] || 500),
+  observers: Number(A.observers || 500), // storm: clients on the surviving replica from the start
+  warmup: Number(A.warmup || 3), // storm: seconds of events before the SIGKILL
+  after: Number(A.after || 3), // storm: seconds of events after every client resumed
+  reconnectMinMs: Number(A['reconnect-min-ms'] || 500), // storm: socket.io-client's 1000 ms x (1 - 0.5)
+  reconnectJitterMs: Number(A['reconnect-jitter-ms'] || 1000), // storm: ... up to x (1 + 0.5)
+  stormTimeoutS: Number(A['storm-timeout'] || 60),
+  tokens: A.tokens || '',
 };
 if (!['all', 'targeted'].includes(opt.mode)) throw new Error('--mode must be all|targeted');
-if (!['fanout', 'capacity', 'patch'].includes(opt.test)) throw new Error('--test must be fanout|capacity|patch');
-if (!['raw', 'lua'].includes(opt.publish)) throw new Error('--publish must be raw|lua');
+if (!['fanout', 'capacity', 'patch', 'storm'].includes(opt.test)) throw new Error('--test must be fanout|capacity|patch|storm');
+if (!['raw', 'lua', 'lua-cluster'].includes(opt.publish)) throw new Error('--publish must be raw|lua|lua-cluster');
 
 const log = (...a) => console.error(`[loadgen ${new Date().toISOString()}]`, ...a);
 const now = () => performance.timeOrigin + performance.now(); // ms, sub-ms resolution
@@ -480,6 +496,16 @@ const pad = opt.padBytes > 0 ? 'x'.repeat(opt.padBytes) : undefined;
 // `drone.updated` event (channel drone:{serial}:updated, Socket.IO event `drone:event`) whose
 // data is the harness body and whose snapshot is that body too.
 let luaSha = null;
+// On a cluster (shared/channels.py): a slot's tag is the smallest decimal string hashing to it.
+const clusterKeySlot = opt.publish === 'lua-cluster' ? require('cluster-key-slot') : null;
+let slotTags = null;
+function slotTag(slot) {
+  if (!slotTags) {
+    slotTags = new Array(16384); let missing = 16384;
+    for (let n = 0; missing; n++) { const s = clusterKeySlot(String(n)); if (slotTags[s] === undefined) { slotTags[s] = String(n); missing--; } }
+  }
+  return slotTags[slot];
+}
 function isoNow() { return new Date().toISOString(); }
 function randomUid() { return require('crypto').randomBytes(16).toString('hex'); }
 function sendEvent(serial, body) {
@@ -487,6 +513,14 @@ function sendEvent(serial, body) {
   const data = JSON.stringify(body);
   // PendingEvent.body_without_id(): the envelope's JSON after its "id" member
   const envelopeTail = `"event":"drone.updated","serial":${JSON.stringify(serial)},"timestamp":"${isoNow()}","data":${data}}`;
+  if (opt.publish === 'lua-cluster') {
+    const tag = slotTag(clusterKeySlot(serial));
+    const log = `dronecast:log:{${tag}}`;
+    return pub.sendCommand(log, false, ['EVALSHA', luaSha, '4',
+      log, `dronecast:published:{${tag}}:${randomUid()}`, `dronecast:snapshot:{${serial}}`, `dronecast:epoch:{${tag}}`,
+      `drone:${serial}:updated`, serial, envelopeTail, String(opt.maxEvents), String(opt.retentionMs), 'set', data,
+      'SPUBLISH', `drone:{${serial}}:updated`, `dronecast:fleet:{${tag}}`]);
+  }
   return pub.sendCommand(['EVALSHA', luaSha, '4',
     'dronecast:events', `dronecast:published:${randomUid()}`, `dronecast:snapshot:${serial}`, 'dronecast:epoch',
     `drone:${serial}:updated`, serial, envelopeTail, String(opt.maxEvents), String(opt.retentionMs), 'set', data]);
@@ -532,6 +566,7 @@ async function probe(from, to) {
 }
 
 async function waitNumpat() {
+  if (opt.publish === 'lua-cluster') return 1; // sharded channels: no patterns on a cluster
   const t0 = Date.now();
   while (Date.now() - t0 < 15000) {
     const n = Number(await pub.sendCommand(['PUBSUB', 'NUMPAT']));
@@ -546,10 +581,10 @@ function pct(sorted, n, q) { return n ? sorted[Math.min(n - 1, Math.floor(q * (n
 // ---------------------------------------------------------------- tests
 // ---------------------------------------------------------------- C receiver (--client c)
 class CReceiver {
-  constructor() {
+  constructor(extra = []) {
     const { spawn } = require('child_process');
     const u = (opt.urls || [opt.url]).map((x) => new URL(x).port).join(',');
-    this.p = spawn(opt.creceiver, [u, opt.path.replace(/\/$/, ''), String(opt.clients), opt.mode, String(SERIALS.length)],
+    this.p = spawn(opt.creceiver, [u, opt.path.replace(/\/$/, ''), String(opt.clients), opt.mode, String(SERIALS.length), ...extra],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     this.lines = []; this.waiters = []; let buf = '';
     this.p.stdin.on('error', () => {});
@@ -568,8 +603,8 @@ class CReceiver {
   async ask(cmd) { this.send(cmd); return this.next(); }
 }
 
-async function fanoutC() {
-  const cr = new CReceiver();
+async function startC(extra = []) {
+  const cr = new CReceiver(extra);
   const tc0 = now();
   const ready = (await cr.next()).split(' ');
   // clock offset between the two processes: the round trip with the smallest delay wins
@@ -597,6 +632,92 @@ async function fanoutC() {
   }
   log(`probe: ${seen}/${nOk} confirmed after ${iter} round(s)`);
   await sleep(300);
+  return { cr, nOk, seen, connectS };
+}
+
+// Publish at --rate from now until `until()` says stop (checked every tick); returns the count.
+function publishUntil(until) {
+  const tPub0 = performance.now(); const start = gseq;
+  return new Promise((resolve) => {
+    const tick = () => {
+      const el = performance.now() - tPub0;
+      let due = Math.floor((el / 1000) * opt.rate) + 1 - (gseq - start);
+      while (due-- > 0) publishEvent();
+      if (until()) { resolve(gseq - start); return; }
+      setTimeout(tick, Math.max(0, ((gseq - start) / opt.rate) * 1000 - (performance.now() - tPub0) - 0.5));
+    };
+    tick();
+  });
+}
+
+async function stormC() {
+  const spec = `${opt.observers},${opt.reconnectMinMs},${opt.reconnectJitterMs}${opt.tokens ? ',' + opt.tokens : ''}`;
+  const { cr, nOk, seen, connectS } = await startC([spec]);
+  const [killed, survivor] = opt.serverPids;
+  const sampler = new Sampler([survivor]).start();
+  const rsampler = new Sampler(opt.redisPid).start();
+  const crs = new Sampler(cr.p.pid).start();
+  cr.send('M 1');
+  const tPub0abs = now();
+  let phase = 'warmup'; let tKill = 0; let stormSampler = null; let stormSrv = null; let resumedAt = 0;
+  let lastPoll = 0; let status = [0, 0, 0];
+  await publishUntil(() => {
+    const t = now();
+    if (phase === 'warmup' && t - tPub0abs >= opt.warmup * 1000) {
+      cr.send('K'); process.kill(killed, 'SIGKILL'); tKill = t; phase = 'storm';
+      stormSampler = new Sampler([survivor]).start();
+      log(`storm: SIGKILL gateway ${killed}; ${opt.clients - opt.observers} clients reconnect to ${survivor}`);
+    }
+    if (phase === 'storm' && t - lastPoll > 100) {
+      lastPoll = t;
+      cr.ask('P').then((line) => { status = line.split(' ').slice(1).map(Number); });
+      if (status[0] >= status[1] && status[1] > 0) {
+        phase = 'after'; resumedAt = t; stormSrv = stormSampler.stop();
+        log(`storm: all ${status[1]} resumed ${(t - tKill).toFixed(0)} ms after the kill`);
+      } else if (t - tKill > opt.stormTimeoutS * 1000) {
+        phase = 'after'; resumedAt = t; stormSrv = stormSampler.stop();
+        log(`storm: only ${status[0]}/${status[1]} resumed after ${opt.stormTimeoutS} s`);
+      }
+    }
+    return phase === 'after' && t - resumedAt >= opt.after * 1000;
+  });
+  const tPubEnd = now();
+  while (true) {
+    await sleep(50);
+    const [, , ago] = (await cr.ask('D')).split(' ').map(Number);
+    if (now() - tPubEnd > opt.drainMaxMs) break;
+    if (now() - tPubEnd > opt.drainIdleMs && (ago < 0 || ago > opt.drainIdleMs)) break;
+  }
+  cr.send('M 0');
+  const srv = sampler.stop(); const rds = rsampler.stop(); const crCpu = crs.stop();
+  const rep = JSON.parse(await cr.ask(`R ${gseq} ${Array.from(publishedPerSerial).join(',')}`));
+  cr.send('X');
+  const res = {
+    impl: opt.impl, test: 'storm', clients: opt.clients, storm_clients: rep.c_storm_clients,
+    observers: rep.c_observers, connected: rep.c_connected, mode: opt.mode, serials: SERIALS.length,
+    rate: opt.rate, published: gseq, connect_s: r1(connectS), probe_confirmed: seen, subscribed: nOk,
+    resumed: rep.c_resumed, never_resumed: rep.c_never_resumed,
+    all_resumed_s: rep.c_all_resumed_ms >= 0 ? r1(rep.c_all_resumed_ms / 1000) : null,
+    resume_p50_s: r1(rep.c_resume_p50_ms / 1000), resume_p99_s: r1(rep.c_resume_p99_ms / 1000),
+    recovered_false: rep.c_recovered_false, ack_not_ok: rep.c_ack_not_ok,
+    reconnect_attempts: rep.c_reconnect_attempts, replayed: rep.c_replayed,
+    expected: rep.c_expected, delivered: rep.c_delivered, lost: rep.c_lost,
+    clients_with_loss: rep.c_clients_with_loss, seq_gaps: rep.c_seq_gaps, duplicated: rep.c_dup_or_ooo,
+    survivor_p50_ms_during_storm: r1(rep.c_obs_storm_p50), survivor_p99_ms_during_storm: r1(rep.c_obs_storm_p99),
+    survivor_max_ms_during_storm: r1(rep.c_obs_storm_max), survivor_samples_during_storm: rep.c_obs_storm_n,
+    p50_ms: r1(rep.c_p50), p99_ms: r1(rep.c_p99), max_ms: r1(rep.c_max),
+    survivor_cpu_pct_during_storm: stormSrv ? r1(stormSrv.cpuPct) : null,
+    server_cpu_pct: srv ? r1(srv.cpuPct) : null, server_rss_mb: srv ? r1(srv.peakRssMb) : null,
+    loadgen_cpu_pct: r1(crCpu ? crCpu.cpuPct : null), redis_cpu_pct: rds ? r1(rds.cpuPct) : null,
+    reconnect_min_ms: opt.reconnectMinMs, reconnect_jitter_ms: opt.reconnectJitterMs,
+    auth: Boolean(opt.tokens), publish: opt.publish, client: opt.client, publish_errors: publishErrors,
+    unexpected_disconnects: rep.c_unexpected, bad_payload: rep.c_bad,
+  };
+  process.stdout.write(JSON.stringify(res) + '\n');
+}
+
+async function fanoutC() {
+  const { cr, nOk, seen, connectS } = await startC();
   if (opt.stalled) cr.send(`Z ${opt.stalled}`);
   const total = Math.round(opt.rate * opt.duration);
   const sampler = new Sampler(opt.serverPids).start();
@@ -655,7 +776,7 @@ async function fanoutC() {
     drain_s: r1((tEnd - tPubEnd) / 1000), drain_capped: drainCapped,
     unexpected_disconnects: rep.c_unexpected, bad_payload: rep.c_bad, stray: rep.c_stray,
     publish_errors: publishErrors, publish: opt.publish, client: opt.client,
-    stalled_clients: rep.c_stalled,
+    stalled_clients: rep.c_stalled, global_order_inversions: rep.c_global_ooo,
     saturated: ratio === null || ratio < 0.99 || rep.c_p99 > 1000 || connectFailed > 0,
   };
   process.stdout.write(JSON.stringify(res) + '\n');
@@ -923,17 +1044,27 @@ async function patchTest() {
 }
 
 async function main() {
-  pub = createClient({ url: opt.redisUrl });
+  if (opt.publish === 'lua-cluster') {
+    const { createCluster } = require('redis');
+    pub = createCluster({ rootNodes: [{ url: opt.redisUrl }], useReplicas: false });
+  } else {
+    pub = createClient({ url: opt.redisUrl });
+  }
   pub.on('error', (e) => log('redis error', e.message));
   await pub.connect();
-  if (opt.publish === 'lua') {
+  if (opt.publish === 'lua' || opt.publish === 'lua-cluster') {
     if (!opt.luaScript) throw new Error('--publish lua needs --lua-script');
-    luaSha = await pub.sendCommand(['SCRIPT', 'LOAD', fs.readFileSync(opt.luaScript, 'utf8')]);
+    const lua = fs.readFileSync(opt.luaScript, 'utf8');
+    const clients = opt.publish === 'lua' ? [pub] : await Promise.all(pub.masters.map((m) => pub.nodeClient(m)));
+    for (const c of clients) luaSha = await c.sendCommand(['SCRIPT', 'LOAD', lua]);
   }
   if (opt.test === 'patch') { await patchTest(); closing = true; for (const s of sockets) if (s) s.disconnect(); await pub.quit().catch(() => {}); setTimeout(() => process.exit(0), 200); return; }
   const numpat = await waitNumpat();
   if (!numpat) log('WARNING: no pattern subscription seen on Redis (PUBSUB NUMPAT = 0)');
-  if (opt.test === 'fanout') await fanout(); else await capacity();
+  if (opt.test === 'storm') {
+    if (opt.client !== 'c') throw new Error('--test storm needs --client c');
+    await stormC();
+  } else if (opt.test === 'fanout') await fanout(); else await capacity();
   closing = true;
   for (const s of sockets) if (s) s.disconnect();
   await pub.quit().catch(() => {});

@@ -25,7 +25,7 @@ from services.gateway.transport import FrameSink, event_frame, json_frame
 from services.gateway.wire import CLOSE_SLOW_CONSUMER, SLOW_CONSUMER
 from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify_token
 from shared.broker import Broker, BrokerUnavailable, Snapshot
-from shared.broker.base import id_after
+from shared.broker.base import LostScope, id_after
 from shared.channels import parse_channel
 from shared.drones.repository import drone_repository
 from shared.errors import DroneCastError
@@ -275,7 +275,7 @@ class Gateway:
             return snapshot
         # Redis lost it (restart without persistence). Events newer than `floor` may also be in
         # the state read below; they are sent anyway, and they are never older than it.
-        floor = await self.broker.latest_id()
+        floor = await self.broker.latest_id(serial)
         drone = await drone_repository.get_by_serial(serial)
         if drone is None:
             return None
@@ -313,9 +313,11 @@ class Gateway:
         self.hub.send(client, json_frame("error", {"error": error, "detail": detail}))
         return {"ok": False, "error": error, "detail": detail}
 
-    def _tell_everyone_events_were_lost(self) -> None:
-        """The bus lost events we cannot replay (Redis lost its data, or the outage outlasted
-        retention). Subscribers' state may be stale: say so, so they can reload it."""
+    def _tell_everyone_events_were_lost(self, scope: LostScope) -> None:
+        """The bus lost events we cannot replay (Redis lost its data, the outage outlasted
+        retention, or a cluster master failed over before it replicated them). Subscribers whose
+        drones they may concern could hold stale state: say so, so they can reload it. Events
+        after the notice follow as usual."""
         notice = json_frame(
             "error",
             {
@@ -324,7 +326,7 @@ class Gateway:
             },
         )
         for client in list(self.hub.clients.values()):
-            if client.all or client.serials:
+            if (client.all and scope.covers(None)) or any(map(scope.covers, client.serials)):
                 self.hub.send(client, notice)
 
     # --- slow clients -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ import orjson
 from shared.broker.base import (
     FROM_START,
     History,
+    LostHandler,
     MessageHandler,
     ResumeHandler,
     Snapshot,
@@ -40,10 +41,11 @@ class MemorySubscription:
         self._broker._subscriptions.discard(self)
 
     def deliver(self, event: PublishedEvent) -> None:
-        # Like Redis, a message matching several patterns arrives once per pattern.
+        # Once, however many of its patterns match (as the Redis subscriptions do).
         for pattern in tuple(self.patterns):
             if fnmatch.fnmatchcase(event.channel, pattern):
                 self._on_message(event)
+                return
 
 
 class MemoryBroker:
@@ -56,7 +58,6 @@ class MemoryBroker:
         self._subscriptions: set[MemorySubscription] = set()
         self._last_ms = 0
         self._seq = 0
-        self._epoch = ""
 
     async def start(self) -> None:
         return None
@@ -86,7 +87,6 @@ class MemoryBroker:
             event.channel, envelope_bytes(event_id, event.body_without_id())
         )
         self._log.append(published)
-        self._epoch = self._epoch or event_id
         self._published[event.uid] = event_id
         self._trim()
         if event.serial is not None:
@@ -132,15 +132,16 @@ class MemoryBroker:
     async def snapshot(self, serial: str) -> Snapshot | None:
         return self._snapshots.get(serial)
 
-    async def epoch(self) -> str:
-        return self._epoch
-
-    async def latest_id(self) -> str:
+    async def latest_id(self, serial: str | None = None) -> str:
         return self._log[-1].id if self._log else ""
 
     def subscription(
-        self, on_message: MessageHandler, on_resume: ResumeHandler | None = None
+        self,
+        on_message: MessageHandler,
+        on_resume: ResumeHandler | None = None,
+        on_lost: LostHandler | None = None,
     ) -> MemorySubscription:
+        """In-process delivery never drops anything, so `on_resume` and `on_lost` never run."""
         subscription = MemorySubscription(self, on_message)
         self._subscriptions.add(subscription)
         return subscription

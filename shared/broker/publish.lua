@@ -4,7 +4,10 @@
 -- KEYS[4] epoch (the id of the first event this Redis has seen: it changes when Redis loses its data)
 -- ARGV[1] channel, ARGV[2] serial or "", ARGV[3] envelope JSON after its "id" member,
 -- ARGV[4] max retained events, ARGV[5] retention in ms, ARGV[6] "set" | "del" | "",
--- ARGV[7] snapshot state JSON
+-- ARGV[7] snapshot state JSON.
+-- On a Redis Cluster (all keys and channels in one hash slot; absent on one Redis):
+-- ARGV[8] "SPUBLISH", ARGV[9] the sharded channel for direct subscribers or "",
+-- ARGV[10] the partition's fleet channel, which gets ARGV[1] .. "\n" .. envelope.
 local prior = redis.call('GET', KEYS[2])
 if prior then
   return {prior, ''}
@@ -24,5 +27,12 @@ elseif ARGV[6] == 'del' then
   redis.call('DEL', KEYS[3])
 end
 local envelope = '{"id":"' .. id .. '",' .. ARGV[3]
-redis.call('PUBLISH', ARGV[1], envelope)
+if ARGV[8] == 'SPUBLISH' then
+  if ARGV[9] ~= '' then
+    redis.call('SPUBLISH', ARGV[9], envelope)
+  end
+  redis.call('SPUBLISH', ARGV[10], ARGV[1] .. '\n' .. envelope)
+else
+  redis.call('PUBLISH', ARGV[1], envelope)
+end
 return {id, envelope}

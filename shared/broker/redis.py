@@ -2,8 +2,9 @@
 
 Publishing runs `publish.lua`, so the stream id, the snapshot and the PUBLISH happen as one step
 and the stream order is the delivery order. A subscription owns one pub/sub connection, keeps
-the set of patterns its owner wants, and after any loss of that connection reconnects with
-capped backoff, resubscribes, and calls `on_resume` so the owner can fill the gap.
+the set of patterns its owner wants, hands each event over once (patterns overlap) and after
+any loss of that connection reconnects with capped backoff, resubscribes, and relays from the
+retention stream what was published meanwhile before anything newer.
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ from shared import metrics
 from shared.broker.base import (
     FROM_START,
     History,
+    LostHandler,
+    LostScope,
     MessageHandler,
+    PatternFilter,
     ResumeHandler,
     Snapshot,
+    id_after,
     published_from_wire,
 )
+from shared.broker.tail import StreamTail
 from shared.channels import EPOCH_KEY, EVENT_STREAM, published_key, snapshot_key
 from shared.events import PendingEvent, PublishedEvent, envelope_bytes, parse_event_id
 from shared.logging import get_logger
@@ -49,11 +55,25 @@ class BrokerUnavailable(RuntimeError):
     """Redis could not be reached; the caller keeps the event (outbox) and retries later."""
 
 
-def connect(url: str) -> aioredis.Redis:
-    return aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+# Commands share at most this many connections per Redis; more concurrent callers wait for
+# one (a storm of resuming clients queues in-process instead of opening thousands of sockets).
+POOL_SIZE = 64
 
 
-def connect_for_pubsub(url: str) -> aioredis.Redis:
+def connect(url: str, password: str = "") -> aioredis.Redis:
+    """`password` is used when the URL carries none (REDIS_PASSWORD)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_SIZE,
+        timeout=10,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        password=password or None,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def connect_for_pubsub(url: str, password: str = "") -> aioredis.Redis:
     """A client whose pub/sub connection never reconnects behind our back.
 
     redis-py's retries would resubscribe silently after a loss, and whatever was published in
@@ -67,17 +87,31 @@ def connect_for_pubsub(url: str) -> aioredis.Redis:
         socket_timeout=None,
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
+        password=password or None,
     )
 
 
 class RedisSubscription:
     def __init__(
-        self, client: aioredis.Redis, on_message: MessageHandler, on_resume: ResumeHandler | None
+        self,
+        broker: RedisBroker,
+        client: aioredis.Redis,
+        on_message: MessageHandler,
+        on_resume: ResumeHandler | None,
+        on_lost: LostHandler | None,
     ) -> None:
+        self._broker = broker
         self._client = client
         self._on_message = on_message
         self._on_resume = on_resume
-        self._patterns: set[str] = set()
+        self._on_lost = on_lost
+        self._filter = PatternFilter()
+        self._patterns = self._filter.patterns
+        # The newest event handed over (one id order on one Redis), and the epoch it belongs
+        # to; read when the first connection is made.
+        self._last_id = ""
+        self._epoch = ""
+        self._positioned = False
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._pubsub: Any = None
         self._last_heard = time.monotonic()
@@ -98,7 +132,7 @@ class RedisSubscription:
         subscribes every pattern, this one included, before it counts as connected."""
         if pattern in self._patterns and self.connected:
             return
-        self._patterns.add(pattern)
+        self._filter.add(pattern)
         deadline = asyncio.get_running_loop().time() + _ADD_TIMEOUT
         try:
             await asyncio.wait_for(self._connected.wait(), _ADD_TIMEOUT)
@@ -119,7 +153,7 @@ class RedisSubscription:
     async def remove(self, pattern: str) -> None:
         if pattern not in self._patterns:
             return
-        self._patterns.discard(pattern)
+        self._filter.remove(pattern)
         if self._pubsub is not None and self.connected:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.punsubscribe(pattern)
@@ -176,9 +210,14 @@ class RedisSubscription:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         self._pubsub = self._client.pubsub()
+        resumed = resumed and self._positioned
         self._held = [] if resumed else None
         await self._pubsub.subscribe(_CONTROL_CHANNEL)
         self._last_heard = time.monotonic()
+        if not self._positioned:
+            self._last_id = await self._broker.latest_id()
+            self._epoch = await self._broker.epoch()
+            self._positioned = True
         reader = asyncio.create_task(self._read_forever())
         heartbeat = asyncio.create_task(self._heartbeat(reader))
         try:
@@ -189,17 +228,51 @@ class RedisSubscription:
             if resumed:
                 metrics.REDIS_RECONNECTS.inc()
                 log.info("redis_subscription_restored", patterns=len(self._patterns))
-                if self._on_resume is not None:
-                    await self._on_resume()
+                await self._fill_gap()
                 held, self._held = self._held or [], None
                 for event in held:
-                    self._on_message(event)
+                    self._deliver(event)
+                if self._on_resume is not None:
+                    await self._on_resume()
             await reader
         finally:
             for task in (heartbeat, reader):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    def _deliver(self, event: PublishedEvent) -> None:
+        if event.id:
+            if not id_after(event.id, self._last_id):
+                return  # the same event through a second matching pattern, or replayed
+            self._last_id = event.id
+        self._on_message(event)
+
+    async def _fill_gap(self) -> None:
+        """After the connection came back: relay what was published while it was down."""
+        epoch = await self._broker.epoch()
+        history = await self._broker.history(self._last_id, None) if self._last_id else None
+        # Our last event is gone and this Redis's first event came after it (or the epoch
+        # changed): Redis lost its data and its stream began afresh, so all of it is new to us.
+        # Whatever was in flight in the old Redis is gone for good.
+        restarted = (
+            bool(epoch)
+            and (history is None or not history.recovered)
+            and ((bool(self._epoch) and epoch != self._epoch) or id_after(epoch, self._last_id))
+        )
+        if restarted or history is None:
+            history = await self._broker.history(FROM_START, None)
+        self._epoch = epoch
+        if restarted or not history.recovered:
+            log.error("bus_gap_unrecoverable", after=self._last_id, redis_restarted=restarted)
+            if self._on_lost is not None:
+                self._on_lost(LostScope())
+        if restarted:
+            self._last_id = ""  # ids of the new epoch may be lower than the old ones
+        wanted = [event for event in history.events if self._filter.matches(event.channel)]
+        for event in wanted:
+            self._deliver(event)
+        log.info("bus_gap_filled", events=len(wanted), after=self._last_id)
 
     async def _heartbeat(self, reader: asyncio.Task[None]) -> None:
         """PING through the pub/sub connection; silence past the timeout means it is dead."""
@@ -229,7 +302,7 @@ class RedisSubscription:
                 if self._held is not None:
                     self._held.append(event)
                 else:
-                    self._on_message(event)
+                    self._deliver(event)
             elif kind == "psubscribe":
                 pattern = message["channel"]
                 pattern = pattern.decode() if isinstance(pattern, bytes) else pattern
@@ -241,15 +314,35 @@ class RedisSubscription:
                     raise ConnectionError("pub/sub connection was re-established implicitly")
 
 
+def _entry_event(raw_id: bytes, fields: dict[bytes, bytes]) -> tuple[str, PublishedEvent]:
+    """A retention stream entry as (its id, the event it was published as)."""
+    event_id = raw_id.decode()
+    return event_id, published_from_wire(
+        fields[b"c"].decode(), envelope_bytes(event_id, fields[b"b"])
+    )
+
+
+# Replays share one copy of the stream's newest events, at most this many (StreamTail).
+REPLAY_COPY_EVENTS = 20_000
+
+
 class RedisBroker:
-    def __init__(self, url: str, retention_seconds: int = 600, max_events: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        retention_seconds: int = 600,
+        max_events: int = 100_000,
+        password: str = "",
+    ) -> None:
         self._url = url
+        self._password = password
         self._retention_ms = retention_seconds * 1000
         self._max_events = max_events
         self._client: aioredis.Redis | None = None
         self._pubsub_client: aioredis.Redis | None = None
         self._script: Any = None
         self._subscriptions: list[RedisSubscription] = []
+        self._tail: StreamTail | None = None
 
     @property
     def client(self) -> aioredis.Redis:
@@ -258,9 +351,12 @@ class RedisBroker:
         return self._client
 
     async def start(self) -> None:
-        self._client = connect(self._url)
-        self._pubsub_client = connect_for_pubsub(self._url)
+        self._client = connect(self._url, self._password)
+        self._pubsub_client = connect_for_pubsub(self._url, self._password)
         self._script = self._client.register_script(_PUBLISH_LUA)
+        self._tail = StreamTail(
+            self._read_page, min(self._max_events, REPLAY_COPY_EVENTS), self._retention_ms
+        )
 
     async def close(self) -> None:
         for subscription in self._subscriptions:
@@ -319,6 +415,26 @@ class RedisBroker:
 
     async def history(self, after_id: str, serials: frozenset[str] | None) -> History:
         parse_event_id(after_id)
+        if after_id != FROM_START and self._tail is not None:
+            try:
+                shared = await self._tail.history(after_id, serials)
+            except RedisError as exc:
+                raise BrokerUnavailable(str(exc)) from exc
+            if shared is not None:
+                return shared
+        return await self._history_from_redis(after_id, serials)
+
+    async def _read_page(
+        self, start: str, end: str, count: int
+    ) -> tuple[str, list[tuple[str, PublishedEvent]]]:
+        """One page of the retention stream, with the epoch it belongs to (for StreamTail)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(EPOCH_KEY)
+        pipe.xrange(EVENT_STREAM, start, end, count=count)
+        epoch, entries = await pipe.execute()
+        return (epoch or b"").decode(), [_entry_event(raw_id, fields) for raw_id, fields in entries]
+
+    async def _history_from_redis(self, after_id: str, serials: frozenset[str] | None) -> History:
         events: list[PublishedEvent] = []
         cursor = after_id
         first_batch = True
@@ -335,16 +451,10 @@ class RedisBroker:
                     return History(recovered=False)
                 first_batch = False
             for raw_id, fields in entries:
-                event_id = raw_id.decode()
-                cursor = event_id
-                serial = fields[b"s"].decode() or None
-                if serials is not None and serial not in serials:
+                cursor, event = _entry_event(raw_id, fields)
+                if serials is not None and event.serial not in serials:
                     continue
-                events.append(
-                    published_from_wire(
-                        fields[b"c"].decode(), envelope_bytes(event_id, fields[b"b"])
-                    )
-                )
+                events.append(event)
             if len(entries) < _HISTORY_BATCH:
                 return History(recovered=True, events=events)
 
@@ -352,15 +462,18 @@ class RedisBroker:
         raw: Any = await self.client.get(snapshot_key(serial))
         return Snapshot.from_json(raw) if raw else None
 
-    async def latest_id(self) -> str:
+    async def latest_id(self, serial: str | None = None) -> str:
         entries: Any = await self.client.xrevrange(EVENT_STREAM, "+", "-", count=1)
         return entries[0][0].decode() if entries else ""
 
     def subscription(
-        self, on_message: MessageHandler, on_resume: ResumeHandler | None = None
+        self,
+        on_message: MessageHandler,
+        on_resume: ResumeHandler | None = None,
+        on_lost: LostHandler | None = None,
     ) -> RedisSubscription:
         if self._pubsub_client is None:
             raise RuntimeError("RedisBroker.start() was not called")
-        subscription = RedisSubscription(self._pubsub_client, on_message, on_resume)
+        subscription = RedisSubscription(self, self._pubsub_client, on_message, on_resume, on_lost)
         self._subscriptions.append(subscription)
         return subscription

@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 APP_SERVICES = {"api": "api", "gateway-1": "gateway", "gateway-2": "gateway", "worker": "worker"}
 DEFAULT_PORTS = {"api": 8000, "gateway": 8001, "worker": 8002}
-ALL_SERVICES = {"mongo", "redis", "proxy", *APP_SERVICES}
+CLUSTER_NODES = {f"redis-node-{n}" for n in range(1, 7)}
+CLUSTER_SERVICES = {*CLUSTER_NODES, "redis-cluster-init"}
+ALL_SERVICES = {"mongo", "redis", "proxy", *APP_SERVICES, *CLUSTER_SERVICES}
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +29,20 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return compose["services"]
 
 
-def env_of(service: dict[str, Any]) -> dict[str, str]:
+def env_of(service: dict[str, Any], variables: dict[str, str] | None = None) -> dict[str, str]:
+    """The service's environment as compose resolves it, with these shell variables set:
+    `${X:-default}` is X or its default (other forms stay as written)."""
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {k: str(v) for k, v in env.items()}
+
+    def resolve(value: str) -> str:
+        def substitute(m: re.Match[str]) -> str:
+            return (variables or {}).get(m.group(1)) or m.group(2)
+
+        return re.sub(r"\$\{(\w+):-([^}]*)\}", substitute, value)
+
+    return {k: resolve(str(v)) for k, v in env.items()}
 
 
 def duration(value: str) -> float:
@@ -80,7 +91,7 @@ def test_app_services_share_one_image(services) -> None:
     assert image, "one tagged image, built once"
     context = REPO / build["context"]
     assert (context / build.get("dockerfile", "Dockerfile")).is_file()
-    for name in ("mongo", "redis", "proxy"):
+    for name in ("mongo", "redis", "proxy", *CLUSTER_SERVICES):
         assert "build" not in services[name]
 
 
@@ -125,6 +136,8 @@ def test_depends_on_conditions_target_healthchecked_services(services) -> None:
         for target, spec in depends.items():
             assert spec["condition"] == "service_healthy", f"{name} -> {target}"
             assert "healthcheck" in services[target]
+            # A service always started never waits for one of an optional profile.
+            assert set(services[target].get("profiles", [])) <= set(service.get("profiles", []))
     proxy = services["proxy"]["depends_on"]
     assert set(proxy) == {"api", "gateway-1", "gateway-2"}
 
@@ -334,3 +347,61 @@ def test_proxy_healthcheck_hits_a_proxy_location(services, locations) -> None:
     url = next(arg for arg in check if arg.startswith("http://"))
     body = route(locations, urlsplit(url).path)
     assert find(body, "return")[0][1][0] == "200"
+
+
+# --------------------------------------------------------------------------------------------
+# Profile "cluster": the bus on a Redis Cluster
+# --------------------------------------------------------------------------------------------
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_cluster_profile_is_optional_and_whole(services) -> None:
+    """Off unless asked for (the default stack is unchanged), and then 3 masters + 3 replicas."""
+    for name in CLUSTER_SERVICES:
+        assert services[name].get("profiles") == ["cluster"], name
+    for name in ALL_SERVICES - CLUSTER_SERVICES:
+        assert not services[name].get("profiles"), name
+    script = services["redis-cluster-init"]["command"][0]
+    assert "--cluster-replicas 1" in script and "--cluster create" in script
+    assert "for n in 1 2 3 4 5 6" in script
+    assert "cluster_state:ok" in script, "forming the cluster again on a restart would fail"
+    assert set(services["redis-cluster-init"]["depends_on"]) == CLUSTER_NODES
+
+
+@pytest.mark.parametrize("name", sorted(CLUSTER_NODES))
+def test_cluster_nodes(services, name: str) -> None:
+    node = services[name]
+    command = node["command"]
+    assert command[0] == "redis-server"
+    assert flag(command, "--cluster-enabled") == "yes"
+    # CLUSTER SHARDS gives the services each node's name in this network, which they reach.
+    assert flag(command, "--cluster-announce-hostname") == name
+    assert flag(command, "--cluster-preferred-endpoint-type") == "hostname"
+    assert flag(command, "--cluster-require-full-coverage") == "no"
+    assert flag(command, "--cluster-config-file").startswith("/data/")
+    assert any(v == f"{name}:/data" for v in node["volumes"]), "its own volume"
+    assert "redis-cli" in node["healthcheck"]["test"]
+
+
+def test_app_services_use_the_cluster_when_told(services) -> None:
+    """The README's command line gives every service settings that start a ClusterBroker on a
+    node of the profile; without it, the single Redis as before."""
+    from shared.broker import ClusterBroker, RedisBroker, create_broker
+    from shared.settings import Settings
+
+    told = {"REDIS_URL": "redis://redis-node-1:6379/0", "REDIS_CLUSTER": "true"}
+    for name in APP_SERVICES:
+        for variables, kind in (({}, RedisBroker), (told, ClusterBroker)):
+            env = env_of(services[name], variables)
+            settings = Settings(
+                _env_file=None,  # type: ignore[call-arg]
+                redis_url=env["REDIS_URL"],
+                redis_cluster=env["REDIS_CLUSTER"],
+                secret_key="x" * 40,
+            )
+            assert isinstance(create_broker(settings), kind), (name, variables)
+            if kind is ClusterBroker:
+                assert urlsplit(settings.redis_url).hostname in CLUSTER_NODES

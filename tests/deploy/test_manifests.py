@@ -24,7 +24,7 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
-OVERLAYS = {"base": K8S, "dev": K8S / "dev"}
+OVERLAYS = {"base": K8S, "dev": K8S / "dev", "cluster": K8S / "cluster"}
 K8S_VERSION = "1.30.0"
 NAMESPACE = "dronecast"
 SERVICES = {"api": 8000, "gateway": 8001, "worker": 8002}
@@ -152,6 +152,11 @@ def base(request: pytest.FixtureRequest, _cache: dict) -> list[Doc]:
 @pytest.fixture(params=RENDERERS)
 def dev(request: pytest.FixtureRequest, _cache: dict) -> list[Doc]:
     return _render(_cache, "dev", request.param)
+
+
+@pytest.fixture(params=RENDERERS)
+def cluster(request: pytest.FixtureRequest, _cache: dict) -> list[Doc]:
+    return _render(_cache, "cluster", request.param)
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,7 +440,9 @@ def test_config_and_secret(rendered) -> None:
     secret = one(docs, "Secret", "dronecast-secrets")
     values = secret_values(secret)
     assert {"SECRET_KEY", "MONGODB_URI"} <= set(values)
-    assert not {"SECRET_KEY", "MONGODB_URI"} & set(config), "secrets stay out of the ConfigMap"
+    assert not {"SECRET_KEY", "MONGODB_URI", "REDIS_PASSWORD"} & set(config), (
+        "secrets stay out of the ConfigMap"
+    )
     assert all(isinstance(v, str) for v in config.values()), "ConfigMap values are strings"
     uri = urlsplit(values["MONGODB_URI"])
     assert uri.scheme == "mongodb" and parse_qs(uri.query).get("replicaSet") == ["rs0"]
@@ -600,3 +607,60 @@ def test_dev_stores_match_the_configured_urls(dev) -> None:
         res = container_of(sts)["resources"]
         assert {"cpu", "memory"} <= set(res["limits"])
         assert sts["spec"]["volumeClaimTemplates"], "data survives a pod restart"
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster overlay: the bus on a Redis Cluster run by Bitnami's redis-cluster chart
+# --------------------------------------------------------------------------------------------
+
+CHART_VALUES = K8S / "cluster" / "redis-cluster-values.yaml"
+
+
+@pytest.fixture(scope="module")
+def chart_values() -> Doc:
+    values: Doc = yaml.safe_load(CHART_VALUES.read_text())
+    return values
+
+
+def test_cluster_overlay_runs_the_bus_on_the_charts_cluster(
+    cluster, chart_values: Doc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.broker import ClusterBroker, create_broker
+
+    build = _settings_from(cluster, monkeypatch)
+    monkeypatch.setenv("SECRET_KEY", "a-real-key-" + "x" * 40)
+    settings = build()
+    assert settings.redis_cluster is True
+    assert isinstance(create_broker(settings), ClusterBroker)
+    # The chart's client Service (its fullname), on the port it serves.
+    url = urlsplit(settings.redis_url)
+    assert url.hostname == chart_values["fullnameOverride"]
+    assert url.port == chart_values.get("service", {}).get("ports", {}).get("redis", 6379)
+    # One password: the chart reads the key of the Secret the services read it from.
+    assert chart_values["usePassword"] is True
+    assert chart_values["existingSecret"] == "dronecast-secrets"
+    secret = secret_values(one(cluster, "Secret", "dronecast-secrets"))
+    assert settings.redis_password == secret[chart_values["existingSecretPasswordKey"]]
+    assert settings.redis_replica_ack_ms > 0, "an event waits for a replica"
+
+
+def test_cluster_chart_has_a_replica_per_master_and_keeps_serving(chart_values: Doc) -> None:
+    nodes, replicas = chart_values["cluster"]["nodes"], chart_values["cluster"]["replicas"]
+    assert replicas >= 1, "the WAIT before an event counts as published needs a replica"
+    assert nodes % (1 + replicas) == 0 and nodes // (1 + replicas) >= 3
+    config = chart_values["redis"]["configmap"].splitlines()
+    assert "cluster-require-full-coverage no" in config
+    assert chart_values["persistence"]["enabled"] is True
+
+
+def test_cluster_overlay_pods_are_the_charts_clients(cluster, chart_values: Doc) -> None:
+    """The chart's NetworkPolicy admits only pods with its client label: exactly DroneCast's
+    api, gateway and worker carry it."""
+    assert chart_values["networkPolicy"] == {"enabled": True, "allowExternal": False}
+    label = f"{chart_values['fullnameOverride']}-client"
+    labelled = {n for n, labels in _pod_labels(cluster).items() if labels.get(label) == "true"}
+    assert labelled == {f"dronecast-{s}" for s in SERVICES}
+    for name in labelled:
+        deployment = one(cluster, "Deployment", name)
+        # The patch added the label; the selector (immutable) is the base's.
+        assert label not in deployment["spec"]["selector"]["matchLabels"]

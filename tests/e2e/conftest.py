@@ -29,6 +29,15 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def bus(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """(REDIS_URL, REDIS_CLUSTER): one Redis, or with `@pytest.mark.parametrize("bus",
+    ["cluster"], indirect=True)` the session's Redis Cluster (3 masters + 3 replicas)."""
+    if getattr(request, "param", "redis") == "cluster":
+        return request.getfixturevalue("cluster_url"), True
+    return request.getfixturevalue("redis_url"), False
+
+
+@pytest.fixture
 def system(redis_url: str, redis_server: RedisServer) -> Iterator[dict[str, ServiceProcess]]:
     """One api and two gateway replicas, each its own process."""
     env = service_env(redis_url)

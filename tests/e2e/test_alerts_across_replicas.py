@@ -19,7 +19,7 @@ import pytest
 
 from services.api.main import create_app
 from services.gateway.main import create_gateway_app
-from shared.broker import RedisBroker
+from shared.broker import create_broker
 from shared.models import Alert
 from shared.mongo_embedded import EmbeddedMongoClient
 from shared.runtime import Runtime
@@ -90,15 +90,19 @@ class System:
         return self.presence()
 
 
+ON_BOTH_BUSES = pytest.mark.parametrize("bus", ["redis", "cluster"], indirect=True)
+
+
 @pytest.fixture
-async def system(redis_url: str) -> AsyncIterator[System]:
-    settings = make_settings(redis_url=redis_url, **FAST)
+async def system(bus: tuple[str, bool]) -> AsyncIterator[System]:
+    redis_url, cluster = bus
+    settings = make_settings(redis_url=redis_url, redis_cluster=cluster, **FAST)
     shared_mongo = None if REAL_MONGODB_URI else EmbeddedMongoClient()
     apps = [
         create_app(settings, runtime=Runtime.create(settings, mongo_client=shared_mongo))
         for _ in range(2)
     ]
-    detector = RedisBroker(redis_url)
+    detector = create_broker(settings)
     await detector.start()
     gateway = create_gateway_app(settings)
     async with serve_together([*apps, gateway]) as urls, AsyncExitStack() as stack:
@@ -121,6 +125,7 @@ async def serve_together(apps: list[Any]) -> AsyncIterator[list[str]]:
         await asyncio.gather(*(server.__aexit__(None, None, None) for server in servers))
 
 
+@ON_BOTH_BUSES
 async def test_drone_and_application_on_different_replicas_run_the_whole_flow(
     system: System,
 ) -> None:
@@ -183,6 +188,7 @@ async def test_every_application_on_every_replica_gets_each_update_exactly_once(
         assert [u["id"] for u in updates] == reference  # same events, same order
 
 
+@ON_BOTH_BUSES
 async def test_a_response_over_rest_on_one_replica_reaches_the_drone_on_the_other(
     system: System,
 ) -> None:

@@ -76,8 +76,9 @@ class System:
 
 
 @pytest.fixture
-async def system(redis_url: str) -> AsyncIterator[System]:
-    settings = make_settings(redis_url=redis_url, **FAST, **TASK_TIMEOUTS)
+async def system(bus: tuple[str, bool]) -> AsyncIterator[System]:
+    redis_url, cluster = bus
+    settings = make_settings(redis_url=redis_url, redis_cluster=cluster, **FAST, **TASK_TIMEOUTS)
     shared_mongo = None if REAL_MONGODB_URI else EmbeddedMongoClient()
     apps = [
         create_app(settings, runtime=Runtime.create(settings, mongo_client=shared_mongo))
@@ -94,6 +95,7 @@ async def system(redis_url: str) -> AsyncIterator[System]:
         await drop_database(apps[0].state.runtime)
 
 
+@pytest.mark.parametrize("bus", ["redis", "cluster"], indirect=True)
 async def test_seed_003_examples_work_as_written(system: System) -> None:
     """Seed 003's Step 2 (drone) and Step 3 (application) code, with only the URIs changed."""
     sent_at: list[float] = []

@@ -6,8 +6,9 @@
   connects gets every pending command. Each lease renewal also looks for pending commands of
   local drones, so a lost nudge only delays a command.
 - **Application updates**: every replica watches `drone:*:incident` (the alert events, with ids)
-  and sends each as `alert_update` to its own applications, de-duplicated by event id, with the
-  gap filled from retention after the bus reconnects. One path: events, never nudges.
+  and sends each as `alert_update` to its own applications. The subscription hands each event
+  over once and refills the gap from retention after the bus reconnects; what it cannot refill
+  the applications hear of as `EventsLost`. One path: events, never nudges.
 - **Presence and liveness**: see `presence.py`. The hub pings devices, closes the half-open,
   renews leases and sweeps lapsed ones.
 """
@@ -36,7 +37,7 @@ from services.api.devices.tasks import (
 from shared.alerts.service import alert_service
 from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify_token
 from shared.broker import Broker, Subscription
-from shared.broker.base import FROM_START, id_after
+from shared.broker.base import LostScope
 from shared.channels import (
     ChannelKind,
     device_nudge_channel,
@@ -78,7 +79,6 @@ class DeviceHub:
         self._idle = asyncio.Event()  # set while no socket is open
         self._idle.set()
         self._subscription: Subscription | None = None
-        self._last_event_id = ""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._last_renewal = 0.0
@@ -95,8 +95,9 @@ class DeviceHub:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._last_event_id = await self.broker.latest_id()
-        self._subscription = self.broker.subscription(self._on_bus, self._on_resume)
+        self._subscription = self.broker.subscription(
+            self._on_bus, self._on_resume, self._on_events_lost
+        )
         await self._subscription.add(drone_kind_pattern(ChannelKind.INCIDENT))
         await self._subscription.add(drone_kind_pattern(ChannelKind.TASK))
         self._last_renewal = time.monotonic()
@@ -363,10 +364,6 @@ class DeviceHub:
         if nudge is not None:
             self._on_nudge(nudge[1], parse_nudge(event.envelope))
             return
-        if event.id:
-            if not id_after(event.id, self._last_event_id):
-                return  # already relayed (gap fill overlapping the live stream)
-            self._last_event_id = event.id
         if event.channel.endswith(f":{ChannelKind.TASK.value}"):
             self._on_task_event(event)
             return
@@ -422,23 +419,20 @@ class DeviceHub:
             if connection.presence_version and version > connection.presence_version:
                 connection.close(CloseReason.REPLACED)
 
-    async def _on_resume(self) -> None:
-        """The bus connection came back: relay alert events published meanwhile, and look for
-        commands whose nudges were lost."""
-        history = await self.broker.history(self._last_event_id or FROM_START, None)
-        if not history.recovered:
-            log.error("alert_updates_lost", after=self._last_event_id)
-            for connection in list(self.applications.values()):
-                connection.send(
-                    error_message(
-                        "EventsLost", "some alert updates were lost; reload with GET /api/alerts"
-                    )
+    def _on_events_lost(self, scope: LostScope) -> None:
+        """The bus lost alert events it cannot replay: applications that may have missed some
+        reload. (Which drones is not worth narrowing: applications see alerts of many.)"""
+        log.error("alert_updates_lost", slots=None if scope.slots is None else len(scope.slots))
+        for connection in list(self.applications.values()):
+            connection.send(
+                error_message(
+                    "EventsLost", "some alert updates were lost; reload with GET /api/alerts"
                 )
-        for event in history.events:
-            if event.channel.endswith(
-                (f":{ChannelKind.INCIDENT.value}", f":{ChannelKind.TASK.value}")
-            ):
-                self._on_bus(event)
+            )
+
+    async def _on_resume(self) -> None:
+        """The bus connection came back (its gap refilled): look for commands and tasks whose
+        nudges or events went by meanwhile."""
         for connection in list(self.drones.values()):
             self._spawn(self.deliver_commands(connection), "deliver-commands")
             self._spawn(deliver_tasks(connection), "deliver-tasks")

@@ -187,3 +187,27 @@ async def test_notify_reaches_subscribers_without_an_id_or_retention(broker: Bro
         ("dronecast:nudge:drone:D1", b'{"look":"commands"}', "")
     ]
     assert await broker.latest_id() == ""
+
+
+async def test_a_password_given_apart_from_the_url_authenticates() -> None:
+    """REDIS_PASSWORD: for a URL without credentials (the password lives in a Secret)."""
+    from shared.broker import create_broker
+    from tests.conftest import make_settings
+
+    server = RedisServer("--requirepass", "s3cret-pass")
+    server.start()
+    try:
+        for password, works in (("s3cret-pass", True), ("", False)):
+            broker = create_broker(make_settings(redis_url=server.url, redis_password=password))
+            await broker.start()
+            try:
+                if works:
+                    published = await broker.publish(updated("SN1", 1))
+                    assert (await broker.latest_id()) == published.id
+                else:
+                    with pytest.raises(BrokerUnavailable):
+                        await broker.publish(updated("SN1", 2))
+            finally:
+                await broker.close()
+    finally:
+        server.stop()
