@@ -6,6 +6,7 @@ Channel layout is seed 001's public contract: `drone:{serial}:{kind}` for one dr
 
 from __future__ import annotations
 
+import zlib
 from enum import StrEnum
 
 DRONE_PREFIX = "drone:"
@@ -88,3 +89,35 @@ def parse_device_nudge_channel(channel: str) -> tuple[str, str] | None:
         return None
     kind, _, device_id = channel[len(DEVICE_NUDGE_PREFIX) :].partition(":")
     return (kind, device_id) if kind and device_id else None
+
+
+# --- telemetry streams (seed 004's batch path on Redis Streams) -------------------------------
+# One stream per partition. Each key carries its partition as a hash tag (`{tp7}`), so a
+# partition's stream, checkpoint and lease live on one Redis Cluster slot and the commit script
+# can touch all three atomically.
+TELEMETRY_GROUP = "telemetry-detectors"
+TELEMETRY_MEMBERS = "dronecast:telemetry:members"  # consumers alive: a sorted set of heartbeats
+
+
+def _telemetry_prefix(partition: int) -> str:
+    return f"dronecast:telemetry:{{tp{partition}}}"
+
+
+def telemetry_stream(partition: int) -> str:
+    return _telemetry_prefix(partition)
+
+
+def telemetry_checkpoint(partition: int) -> str:
+    """Hash: sensor -> detector state (JSON), as of the last committed entry."""
+    return f"{_telemetry_prefix(partition)}:state"
+
+
+def telemetry_owner(partition: int) -> str:
+    """The consumer that owns the partition, with a lease (PX)."""
+    return f"{_telemetry_prefix(partition)}:owner"
+
+
+def telemetry_partition(routing_key: str, partitions: int) -> int:
+    """The partition of a drone (or of a sensor that names no drone): stable across processes
+    and releases (CRC-32, not Python's salted hash)."""
+    return zlib.crc32(routing_key.encode()) % partitions

@@ -23,7 +23,7 @@ from services.api.telemetry.endpoints import router as telemetry_router
 from services.api.telemetry.graphql import graphql_router
 from shared.limits import RateLimiter
 from shared.logging import get_logger
-from shared.models import DOCUMENT_MODELS
+from shared.models import OUTBOX_MODELS
 from shared.outbox import OutboxRelay
 from shared.probes import probe_router
 from shared.runtime import Runtime
@@ -85,7 +85,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for part in parts:
             await part.start()
-        relay = OutboxRelay(rt.broker, list(DOCUMENT_MODELS))
+        relay = OutboxRelay(rt.broker, list(OUTBOX_MODELS))
         relay.start()
         await device_hub.start()
         for warning in rt.warnings:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from shared.broker.streams import Streams
 from shared.channels import parse_channel
 from shared.events import PendingEvent, PublishedEvent, parse_event_id
 
@@ -77,6 +78,11 @@ class Subscription(Protocol):
 
 
 class Broker(Protocol):
+    @property
+    def streams(self) -> Streams:
+        """Partitioned streams with consumer groups (telemetry's bus)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -29,6 +29,7 @@ from shared.broker.base import (
     Snapshot,
     published_from_wire,
 )
+from shared.broker.redis_streams import RedisStreams
 from shared.channels import EPOCH_KEY, EVENT_STREAM, published_key, snapshot_key
 from shared.events import PendingEvent, PublishedEvent, envelope_bytes, parse_event_id
 from shared.logging import get_logger
@@ -250,6 +251,13 @@ class RedisBroker:
         self._pubsub_client: aioredis.Redis | None = None
         self._script: Any = None
         self._subscriptions: list[RedisSubscription] = []
+        self._streams: RedisStreams | None = None
+
+    @property
+    def streams(self) -> RedisStreams:
+        if self._streams is None:
+            raise RuntimeError("RedisBroker.start() was not called")
+        return self._streams
 
     @property
     def client(self) -> aioredis.Redis:
@@ -261,6 +269,7 @@ class RedisBroker:
         self._client = connect(self._url)
         self._pubsub_client = connect_for_pubsub(self._url)
         self._script = self._client.register_script(_PUBLISH_LUA)
+        self._streams = RedisStreams(self._client)
 
     async def close(self) -> None:
         for subscription in self._subscriptions:

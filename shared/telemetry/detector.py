@@ -9,12 +9,12 @@ never the clock of the process, so a backfill gets the verdicts live data would 
 What it looks for, each against the sensor's own learned behaviour:
 
 - **jump** (spikes, level shifts): the reading is far from a local linear prediction (Holt's
-  level and trend) and from the previous reading, measured in a robust noise scale. A moderate jump is confirmed by the next
-  reading: one that carries on in the same direction makes it the start of a manoeuvre. The scale has a floor learned over the
-  sensor's whole life, so a quiet phase (a drone on the ground) does not make the first
-  manoeuvre look huge.
-- **stuck**: a run of identical values longer than the sensor's own rate of repeats makes
-  likely (a quantized sensor repeats more often, so it needs a longer run).
+  level and trend) and from the previous reading, measured in a robust noise scale. A moderate
+  jump is confirmed by the next reading: one that carries on in the same direction makes it the
+  start of a manoeuvre. The scale has a floor, the busiest noise of the last hours, so a quiet
+  phase (a drone on the ground) does not make the next take-off look like a jump.
+- **stuck**: a run of identical values longer than the sensor's resolution and noise make
+  likely (a coarse, quiet sensor repeats often, so it needs a longer run).
 - **noise burst**: the short-term noise is several times the long-term noise.
 - **drift**: the smoothed value leaves the range the sensor has kept in normal operation
   (remembered for hours) by more than a share of that range, and stays out.
@@ -51,7 +51,7 @@ class DetectorConfig:
     """Thresholds (fixed on the benchmark's calibration seed, `bench/anomaly.py calibrate`)."""
 
     warmup: int = 30  # readings before any verdict
-    jump_threshold: float = 9.0  # |value - prediction| / noise scale
+    jump_threshold: float = 11.0  # |value - prediction| / noise scale
     # A jump below this many thresholds waits for the next reading: if that one carries on
     # in the same direction it was a manoeuvre (take-off, climb), not an anomaly.
     jump_confirm_below: float = 2.0
@@ -60,12 +60,12 @@ class DetectorConfig:
     noise_half_life: float = 120.0  # readings: the scale's memory
     floor_half_life: float = 14400.0  # readings: how long the busiest recent noise is remembered
     floor_fraction: float = 0.7  # scale >= this part of that
-    burst_ratio: float = 3.5  # short-term / long-term noise
+    burst_ratio: float = 4.5  # short-term / long-term noise
     burst_half_life: float = 6.0  # readings
     stuck_probability: float = 1e-7  # a run of repeats at least this unlikely is stuck
     stuck_min_run: int = 8
     range_half_life: float = 21600.0  # readings: how long the usual range is remembered
-    range_margin: float = 0.15  # share of the range's width a drift must go beyond it
+    range_margin: float = 0.1  # share of the range's width a drift must go beyond it
     range_smoothing: float = 30.0  # readings: half-life of the value the range test uses
     range_min_seconds: float = 10.0  # out of range this long before it is a drift
     range_warmup: int = 1800  # readings that teach the range before the range test runs
@@ -271,8 +271,9 @@ class Detector:
         state.interval = dt if state.interval == 0 else _ew(state.interval, dt, 30.0)
         previous_level = state.level
         state.level = state.level + state.trend * step + cfg.level_alpha * residual
-        new_trend = (state.level - previous_level) / step
-        state.trend += cfg.trend_beta * (new_trend - state.trend)
+        if dt > 0:  # two readings with one timestamp say nothing about the trend
+            new_trend = (state.level - previous_level) / step
+            state.trend += cfg.trend_beta * (new_trend - state.trend)
         state.smooth = _ew(state.smooth, value, cfg.range_smoothing)
         magnitude = abs(residual)
         # The scale learns from every reading, each counted at most 3 scales (Huber), so a
@@ -321,9 +322,10 @@ class Detector:
     ) -> Verdict:
         severity = severity_for_score(score)
         self._maybe_end_episode(state, ts)
-        alert = not state.episode or _SEVERITY_RANK[severity] > _SEVERITY_RANK[
-            Severity(state.episode_severity)
-        ]
+        alert = (
+            not state.episode
+            or _SEVERITY_RANK[severity] > _SEVERITY_RANK[Severity(state.episode_severity)]
+        )
         if alert:
             state.episode = state.episode or kind.value
             state.episode_severity = severity.value

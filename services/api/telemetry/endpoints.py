@@ -18,13 +18,14 @@ from shared.models.alert import Severity
 from shared.probes import prometheus_exposition, readiness
 from shared.schemas import IsoDatetime
 from shared.telemetry.schemas import (
+    AcceptedReading,
+    AlertFilters,
     AnomalyAlertList,
     AnomalyAlertOut,
     MonitoringStats,
     ReadingFilters,
     ReadingList,
     ReadingOrBatch,
-    ReadingOut,
 )
 from shared.telemetry.service import telemetry_service
 
@@ -50,13 +51,12 @@ async def send_sensor_data(
     settings: SettingsDep,
     principal: CanSendTelemetry,
 ) -> Any:
-    """Store readings, each judged against its sensor's recent history. An anomaly is published
-    as `telemetry.anomaly` (Socket.IO `alert:event`). A list is stored in order and answered
-    with a list."""
+    """Take readings onto the bus: a 202 means the whole batch is durable (or none of it is
+    taken). Each is then judged on its own timestamp and stored; an anomaly is published as
+    `telemetry.anomaly` (Socket.IO `alert:event`). A list is answered with a list."""
     bodies = body if isinstance(body, list) else [body]
-    readings = await telemetry_service.ingest(broker, settings, principal, bodies)
-    public = [reading.public() for reading in readings]
-    return public if isinstance(body, list) else public[0]
+    accepted = await telemetry_service.ingest(broker, settings, principal, bodies)
+    return accepted if isinstance(body, list) else accepted[0]
 
 
 async def list_sensor_data(
@@ -94,8 +94,8 @@ async def list_anomaly_alerts(
     since: Since = None,
     until: Until = None,
 ) -> dict[str, Any]:
-    """Anomaly alerts (the flagged readings), newest first."""
-    filters = ReadingFilters(
+    """Anomaly alerts (a flagged reading, or a sensor gone silent), newest first."""
+    filters = AlertFilters(
         severity=severity,
         resolved=resolved,
         sensor_id=sensor_id,
@@ -141,8 +141,8 @@ router.add_api_route(
     "/sensors/data",
     send_sensor_data,
     methods=["POST"],
-    status_code=201,
-    response_model=ReadingOut | list[ReadingOut],
+    status_code=202,
+    response_model=AcceptedReading | list[AcceptedReading],
     responses=_ERRORS,
 )
 router.add_api_route("/sensors/data", list_sensor_data, methods=["GET"], response_model=ReadingList)

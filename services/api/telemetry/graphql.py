@@ -34,11 +34,11 @@ from shared.auth import Principal
 from shared.drones.schemas import SERIAL_PATTERN
 from shared.errors import DroneCastError
 from shared.logging import get_logger
-from shared.models import TelemetryReading
+from shared.models import TelemetryAlert, TelemetryReading
 from shared.models.alert import Severity
 from shared.schemas import IsoDatetime
 from shared.settings import Settings
-from shared.telemetry.schemas import ReadingFilters
+from shared.telemetry.schemas import AlertFilters, ReadingFilters
 from shared.telemetry.service import telemetry_service
 
 log = get_logger(__name__)
@@ -62,8 +62,8 @@ class _Page(BaseModel):
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
-    def filters(self) -> ReadingFilters:
-        return ReadingFilters(**self.model_dump(exclude={"limit", "offset"}))
+    def values(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"limit", "offset"})
 
 
 class _ReadingArgs(_Page):
@@ -114,7 +114,10 @@ class SensorReading:
     metadata: JSON
     timestamp: str = strawberry.field(description="ISO 8601, UTC, milliseconds")
     is_anomaly: bool
-    anomaly_score: float = strawberry.field(description="|value - mean| / std of the history")
+    anomaly_score: float = strawberry.field(
+        description="The detector's strongest test relative to its threshold (1.0 at it)"
+    )
+    anomaly_kind: str | None = strawberry.field(description="jump, stuck, noise or drift")
     drone_serial: str | None
 
     @classmethod
@@ -131,11 +134,12 @@ class SensorReading:
             timestamp=public["timestamp"],
             is_anomaly=public["is_anomaly"],
             anomaly_score=public["anomaly_score"],
+            anomaly_kind=public["anomaly_kind"],
             drone_serial=public["drone_serial"],
         )
 
 
-@strawberry.type(description="An anomaly alert: a flagged reading.")
+@strawberry.type(description="An anomaly alert: a flagged reading, or a sensor gone silent.")
 class AnomalyAlert:
     id: strawberry.ID
     sensor_id: str
@@ -149,10 +153,11 @@ class AnomalyAlert:
     unit: str | None
     anomaly_score: float
     drone_serial: str | None
+    kind: str = strawberry.field(description="jump, stuck, noise, drift or silence")
 
     @classmethod
-    def of(cls, reading: TelemetryReading) -> AnomalyAlert:
-        public = reading.public_alert()
+    def of(cls, alert: TelemetryAlert) -> AnomalyAlert:
+        public = alert.public_alert()
         return cls(
             id=strawberry.ID(public["id"]),
             sensor_id=public["sensor_id"],
@@ -166,6 +171,7 @@ class AnomalyAlert:
             unit=public["unit"],
             anomaly_score=public["anomaly_score"],
             drone_serial=public["drone_serial"],
+            kind=public["kind"],
         )
 
 
@@ -210,7 +216,7 @@ class Query:
             offset=offset,
         )
         readings, _ = await telemetry_service.find(
-            info.context.principal, args.filters(), args.limit, args.offset
+            info.context.principal, ReadingFilters(**args.values()), args.limit, args.offset
         )
         return [SensorReading.of(reading) for reading in readings]
 
@@ -241,7 +247,7 @@ class Query:
             offset=offset,
         )
         alerts, _ = await telemetry_service.find_alerts(
-            info.context.principal, args.filters(), args.limit, args.offset
+            info.context.principal, AlertFilters(**args.values()), args.limit, args.offset
         )
         return [AnomalyAlert.of(alert) for alert in alerts]
 
