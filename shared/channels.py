@@ -112,6 +112,11 @@ def telemetry_checkpoint(partition: int) -> str:
     return f"{_telemetry_prefix(partition)}:state"
 
 
+def telemetry_active(partition: int) -> str:
+    """Sorted set: sensor key -> when its last reading was received (epoch seconds)."""
+    return f"{_telemetry_prefix(partition)}:active"
+
+
 def telemetry_owner(partition: int) -> str:
     """The consumer that owns the partition, with a lease (PX)."""
     return f"{_telemetry_prefix(partition)}:owner"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Protocol
 
 from fastapi import FastAPI
@@ -115,7 +116,11 @@ def create_app(
     app.state.rate_limiter = RateLimiter(settings.requests_per_second, settings.request_burst)
     install_error_handlers(app)
     app.include_router(
-        probe_router(rt, "api", before_scrape=[telemetry_service.refresh_active_sensors])
+        probe_router(
+            rt,
+            "api",
+            before_scrape=[partial(telemetry_service.refresh_active_sensors, rt.broker, settings)],
+        )
     )
     app.include_router(drones_router)
     app.include_router(alerts_router)

@@ -21,6 +21,7 @@ from shared.broker.streams import StreamEntry
 from shared.channels import (
     TELEMETRY_GROUP,
     TELEMETRY_MEMBERS,
+    telemetry_active,
     telemetry_checkpoint,
     telemetry_owner,
     telemetry_stream,
@@ -127,6 +128,7 @@ class PartitionConsumer:
                     telemetry_owner(self.partition),
                     owner.id,
                     owner.lease_ms,
+                    (telemetry_active(self.partition), outcome.active),
                 )
             except asyncio.CancelledError:
                 raise

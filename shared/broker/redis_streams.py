@@ -15,7 +15,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from shared.broker.streams import LATEST, TAIL_KEEP_MS, StreamEntry, entry_id_key
+from shared.broker.streams import (
+    ACTIVE_KEEP_SECONDS,
+    LATEST,
+    TAIL_KEEP_MS,
+    StreamEntry,
+    entry_id_key,
+)
 
 _COMMIT_LUA = resources.files("shared.broker").joinpath("stream_commit.lua").read_text()
 _RENEW_LUA = """
@@ -89,16 +95,28 @@ class RedisStreams:
         owner_key: str,
         owner: str,
         lease_ms: int,
+        active: tuple[str, dict[str, float]] | None = None,
     ) -> bool:
         trim = ""
         if ids:
             newest = max(entry_id_key(entry_id) for entry_id in ids)
             trim = f"{max(newest[0] - TAIL_KEEP_MS, 0)}-0"
-        args: list[Any] = [group, owner, lease_ms, trim, len(ids), *ids]
+        args: list[Any] = [group, owner, lease_ms, trim, len(ids), *ids, len(states)]
         for field, value in states.items():
             args += [field, value]
-        done = await self._commit(keys=[stream, checkpoint, owner_key], args=args)
+        active_key, members = active if active is not None else (checkpoint + ":active", {})
+        args.append(time.time() - ACTIVE_KEEP_SECONDS)
+        for member, score in members.items():
+            args += [score, member]
+        done = await self._commit(keys=[stream, checkpoint, owner_key, active_key], args=args)
         return bool(done)
+
+    async def active_since(self, keys: list[str], since: float) -> list[str]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrangebyscore(key, since, "+inf")
+            results = await pipe.execute()
+        return [member.decode() for members in results for member in members]
 
     async def load_checkpoint(self, checkpoint: str) -> dict[str, bytes]:
         raw: Any = await self._client.hgetall(checkpoint)

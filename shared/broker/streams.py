@@ -25,6 +25,8 @@ from typing import Protocol
 LATEST = "$"
 # Acknowledged entries stay this long for live subscribers that `tail` the stream.
 TAIL_KEEP_MS = 60_000
+# Members of an "active" set older than this are dropped.
+ACTIVE_KEEP_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +73,15 @@ class Streams(Protocol):
         owner_key: str,
         owner: str,
         lease_ms: int,
+        active: tuple[str, dict[str, float]] | None = None,
     ) -> bool:
         """If `owner` holds `owner_key`: acknowledge `ids`, save `states` into `checkpoint`,
-        drop acknowledged entries from the stream, renew the lease; atomically. False (and
-        nothing done) when the lease was lost."""
+        mark `active` = (set key, {member: epoch seconds}), drop acknowledged entries from the
+        stream, renew the lease; atomically. False (and nothing done) when the lease was lost."""
+        ...
+
+    async def active_since(self, keys: list[str], since: float) -> list[str]:
+        """Members of the `active` sets marked at or after `since` (epoch seconds)."""
         ...
 
     async def load_checkpoint(self, checkpoint: str) -> dict[str, bytes]: ...
@@ -106,16 +113,34 @@ class Streams(Protocol):
 
 @dataclass
 class _Group:
-    delivered: tuple[int, int] = (0, 0)
+    next: int = 0  # absolute position of the first entry not yet delivered
     pending: OrderedDict[str, str] = field(default_factory=OrderedDict)  # id -> consumer
 
 
 class _Stream:
+    """Entries in order; `order[i]` is the entry at absolute position `base + i`."""
+
     def __init__(self) -> None:
-        self.entries: OrderedDict[str, bytes] = OrderedDict()
+        self.entries: dict[str, bytes] = {}
+        self.order: list[str] = []
+        self.base = 0
+        self.head = 0  # order[:head] are trimmed
         self.groups: dict[str, _Group] = {}
         self.appended = asyncio.Event()
         self.last = (0, 0)
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.order)
+
+    def trim_before(self, position: int) -> None:
+        while self.base + self.head < position:
+            self.entries.pop(self.order[self.head], None)
+            self.head += 1
+        if self.head > 1024 and self.head * 2 > len(self.order):
+            del self.order[: self.head]
+            self.base += self.head
+            self.head = 0
 
 
 class MemoryStreams:
@@ -124,6 +149,7 @@ class MemoryStreams:
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
         self._hashes: dict[str, dict[str, bytes]] = {}
+        self._sorted: dict[str, dict[str, float]] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._members: dict[str, dict[str, float]] = {}
         self._last_ms = 0
@@ -150,6 +176,7 @@ class MemoryStreams:
             stream = self._stream(name)
             entry_id = self._next_id()
             stream.entries[entry_id] = payload
+            stream.order.append(entry_id)
             stream.last = entry_id_key(entry_id)
             ids.append(entry_id)
             touched.add(name)
@@ -160,7 +187,8 @@ class MemoryStreams:
         return ids
 
     async def create_group(self, stream: str, group: str) -> None:
-        self._stream(stream).groups.setdefault(group, _Group())
+        target = self._stream(stream)
+        target.groups.setdefault(group, _Group(next=target.base + target.head))
 
     async def _wait(self, stream: _Stream, block_ms: int) -> None:
         if block_ms > 0:
@@ -173,24 +201,15 @@ class MemoryStreams:
         self, stream: str, group: str, consumer: str, count: int, block_ms: int
     ) -> list[StreamEntry]:
         target = self._stream(stream)
-        for attempt in range(2):
-            state = target.groups[group]
-            if target.last > state.delivered:
-                out = []
-                for entry_id, payload in target.entries.items():
-                    key = entry_id_key(entry_id)
-                    if key <= state.delivered:
-                        continue
-                    out.append(StreamEntry(entry_id, payload))
-                    state.pending[entry_id] = consumer
-                    state.delivered = key
-                    if len(out) >= count:
-                        break
-                if out:
-                    return out
-            if attempt == 0:
-                await self._wait(target, block_ms)
-        return []
+        state = target.groups[group]
+        if state.next >= target.end:
+            await self._wait(target, block_ms)
+        start = max(state.next, target.base + target.head) - target.base
+        ids = target.order[start : start + count]
+        state.next = target.base + start + len(ids)
+        for entry_id in ids:
+            state.pending[entry_id] = consumer
+        return [StreamEntry(entry_id, target.entries[entry_id]) for entry_id in ids]
 
     async def claim_pending(
         self, stream: str, group: str, consumer: str, count: int
@@ -221,6 +240,7 @@ class MemoryStreams:
         owner_key: str,
         owner: str,
         lease_ms: int,
+        active: tuple[str, dict[str, float]] | None = None,
     ) -> bool:
         if not self._owns(owner_key, owner):
             return False
@@ -229,20 +249,37 @@ class MemoryStreams:
         for entry_id in ids:
             state.pending.pop(entry_id, None)
         self._hashes.setdefault(checkpoint, {}).update(states)
-        # Drop what the group is done with (acknowledged, not pending), once it is older than
+        if active is not None:
+            self._mark(*active)
+        # Drop what the group is done with (delivered, not pending), once it is older than
         # live subscribers need.
-        oldest_pending = min((entry_id_key(i) for i in state.pending), default=None)
         keep_from = (int(time.time() * 1000) - TAIL_KEEP_MS, 0)
-        while target.entries:
-            first = next(iter(target.entries))
-            key = entry_id_key(first)
-            if key > state.delivered or key >= keep_from:
-                break
-            if oldest_pending is not None and key >= oldest_pending:
-                break
-            del target.entries[first]
+        limit = state.next
+        if state.pending:
+            oldest = next(iter(state.pending))
+            limit = min(limit, target.base + target.order.index(oldest, target.head))
+        position = target.base + target.head
+        while position < limit and entry_id_key(target.order[position - target.base]) < keep_from:
+            position += 1
+        target.trim_before(position)
         self._leases[owner_key] = (owner, time.monotonic() + lease_ms / 1000)
         return True
+
+    def _mark(self, key: str, members: dict[str, float]) -> None:
+        scores = self._sorted.setdefault(key, {})
+        scores.update(members)
+        oldest = time.time() - ACTIVE_KEEP_SECONDS
+        if len(scores) > 1024 and min(scores.values()) < oldest:
+            for member in [m for m, score in scores.items() if score < oldest]:
+                del scores[member]
+
+    async def active_since(self, keys: list[str], since: float) -> list[str]:
+        return [
+            member
+            for key in keys
+            for member, score in self._sorted.get(key, {}).items()
+            if score >= since
+        ]
 
     async def load_checkpoint(self, checkpoint: str) -> dict[str, bytes]:
         return dict(self._hashes.get(checkpoint, {}))
@@ -301,5 +338,4 @@ class MemoryStreams:
         state = target.groups.get(group)
         if state is None:
             return len(target.entries)
-        undelivered = sum(1 for i in target.entries if entry_id_key(i) > state.delivered)
-        return undelivered + len(state.pending)
+        return target.end - state.next + len(state.pending)

@@ -29,9 +29,11 @@ threshold, and the severity follows it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from shared.models.alert import Severity
 
@@ -128,12 +130,18 @@ class SensorState:
     silent_since: float = 0.0  # > 0: a silence alert was raised for the gap after this ts
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _STATE_FIELDS}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)  # orjson writes a dataclass's fields directly
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SensorState:
-        known = {field.name for field in fields(cls)}
-        return cls(**{key: value for key, value in raw.items() if key in known})
+        """Unknown keys (a newer release's) are ignored; missing ones take their defaults."""
+        return cls(**{key: value for key, value in raw.items() if key in _STATE_FIELDS})
+
+
+_STATE_FIELDS = frozenset(field.name for field in fields(SensorState))
 
 
 def _ew(previous: float, sample: float, half_life: float) -> float:

@@ -48,6 +48,7 @@ class Outcome:
     stored: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)  # to checkpoint
+    active: dict[str, float] = field(default_factory=dict)  # sensor key -> received (epoch s)
 
 
 class PartitionProcessor:
@@ -61,6 +62,7 @@ class PartitionProcessor:
         self.watermarks: dict[str, float] = {}  # drone serial ("" none) -> newest timestamp
         self._checked: dict[str, float] = {}  # drone -> watermark at its last silence check
         self._drones: dict[str, set[str]] = {}  # drone -> its sensor keys
+        self._received: list[float] = []
 
     # --- checkpoint ------------------------------------------------------------------------
 
@@ -70,17 +72,13 @@ class PartitionProcessor:
             if key.startswith(_WATERMARK):
                 self.watermarks[key[len(_WATERMARK) :]] = float(decoded)
                 continue
-            sensor = _Sensor(SensorState.from_dict(decoded["s"]), decoded["m"])
+            sensor = _Sensor(SensorState.from_dict(decoded["state"]), decoded["about"])
             self.sensors[key] = sensor
             self._drones.setdefault(sensor.about["drone_serial"] or "", set()).add(key)
 
     def _encode(self, keys: set[str], drones: set[str]) -> dict[str, bytes]:
-        out = {
-            key: orjson.dumps(
-                {"s": self.sensors[key].state.to_dict(), "m": self.sensors[key].about}
-            )
-            for key in keys
-        }
+        # orjson writes the dataclasses as {"state": {...}, "about": {...}}.
+        out = {key: orjson.dumps(self.sensors[key]) for key in keys}
         for drone in drones:
             out[_WATERMARK + drone] = orjson.dumps(self.watermarks[drone])
         return out
@@ -93,9 +91,11 @@ class PartitionProcessor:
         alerts: list[dict[str, Any]] = []
         touched: set[str] = set()
         drones: set[str] = set()
+        self._received = []
         for entry in entries:
             for record in orjson.loads(entry.payload):
                 readings.append(self._judge(record, alerts, touched, drones))
+                self._received.append(record["rt"] / 1000)
         for drone in drones:
             alerts.extend(self._silences(drone, touched))
         outcome.readings = len(readings)
@@ -117,6 +117,10 @@ class PartitionProcessor:
                 )
         outcome.alerts = alerts
         outcome.states = self._encode(touched, drones)
+        outcome.active = {
+            sensor_key(reading["drone_serial"], reading["sensor_id"]): received
+            for reading, received in zip(readings, self._received, strict=True)
+        }
         return outcome
 
     def _judge(

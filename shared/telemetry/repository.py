@@ -8,7 +8,6 @@ answers it (see `index_for`).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -137,18 +136,6 @@ class TelemetryRepository:
             (str(row["_id"]["severity"]), bool(row["_id"]["resolved"])): int(row["n"])
             for row in rows
         }
-
-    async def active_sensors(self, query: dict[str, Any], since: datetime) -> int:
-        """Distinct sensors with a reading received at or after `since`."""
-        cursor = await TelemetryReading.get_pymongo_collection().aggregate(
-            [
-                {"$match": {**query, "received_at": {"$gte": since}}},
-                {"$group": {"_id": "$sensor_id"}},
-                {"$count": "n"},
-            ]
-        )
-        rows = await cursor.to_list(None)
-        return int(rows[0]["n"]) if rows else 0
 
 
 def index_for(model: type, query: dict[str, Any]) -> list[tuple[str, int]] | None:

@@ -109,13 +109,8 @@ class AcceptedReading(BaseModel):
 
     id: str = Field(description="From sensor and timestamp when the reading has a timestamp")
     sensor_id: str
-    sensor_type: str
-    value: float
-    unit: str | None
-    location: str | None
-    metadata: dict[str, Any]
-    timestamp: str
     drone_serial: str | None
+    timestamp: str
     received_at: str
     status: str = Field(description='"accepted"')
 

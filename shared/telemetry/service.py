@@ -23,7 +23,7 @@ from beanie import PydanticObjectId
 
 from shared.auth import Action, Principal
 from shared.broker import Broker
-from shared.channels import telemetry_partition, telemetry_stream
+from shared.channels import telemetry_active, telemetry_partition, telemetry_stream
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import EventName, PendingEvent, format_timestamp
 from shared.logging import get_logger
@@ -51,6 +51,11 @@ def to_millis(moment: datetime) -> int:
 
 def from_millis(millis: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=millis)
+
+
+def iso_millis(millis: int) -> str:
+    """Epoch milliseconds as the API writes times: ISO 8601, UTC, milliseconds, "Z"."""
+    return from_millis(millis).isoformat(timespec="milliseconds") + "Z"
 
 
 def stable_id(seconds: int, *parts: str) -> PydanticObjectId:
@@ -111,46 +116,47 @@ class TelemetryService:
         principal: Principal,
         bodies: list[ReadingIn],
     ) -> list[dict[str, Any]]:
-        """Append `bodies` to their partitions' streams, all or none; returns each reading as
-        accepted (with its id, timestamp and received_at), in the order given."""
+        """Append `bodies` to their partitions' streams, all or none; returns, in the order
+        given, each reading's id, sensor, drone, timestamp and received_at."""
         for body in bodies:  # all or nothing: refuse before anything is appended
             self._authorize_sender(principal, body)
         started = time.perf_counter()
         now = utcnow()
         received = to_millis(now)
+        received_at = format_timestamp(now)
         partitions: dict[int, list[dict[str, Any]]] = {}
         accepted: list[dict[str, Any]] = []
         for body in bodies:
             if body.timestamp is not None:
-                moment = body.timestamp.replace(
-                    microsecond=body.timestamp.microsecond // 1000 * 1000
-                )
-                millis = to_millis(moment)
+                millis = to_millis(body.timestamp)  # naive UTC; MongoDB keeps milliseconds
                 key = sensor_key(body.drone_serial, body.sensor_id)
-                reading_id = stable_id(millis // 1000, key, str(millis))
+                reading_id = str(stable_id(millis // 1000, key, str(millis)))
             else:
-                moment, millis, reading_id = now, received, PydanticObjectId()
-            record = {
-                "id": str(reading_id),
-                "sensor_id": body.sensor_id,
-                "sensor_type": body.sensor_type,
-                "value": body.value,
-                "unit": body.unit,
-                "location": body.location,
-                "metadata": body.metadata,
-                "t": millis,
-                "drone_serial": body.drone_serial,
-                "rt": received,
-            }
+                millis, reading_id = received, str(PydanticObjectId())
             partition = telemetry_partition(
                 body.drone_serial or body.sensor_id, settings.telemetry_partitions
             )
-            partitions.setdefault(partition, []).append(record)
+            partitions.setdefault(partition, []).append(
+                {
+                    "id": reading_id,
+                    "sensor_id": body.sensor_id,
+                    "sensor_type": body.sensor_type,
+                    "value": body.value,
+                    "unit": body.unit,
+                    "location": body.location,
+                    "metadata": body.metadata,
+                    "t": millis,
+                    "drone_serial": body.drone_serial,
+                    "rt": received,
+                }
+            )
             accepted.append(
                 {
-                    **{k: v for k, v in record.items() if k not in ("t", "rt")},
-                    "timestamp": format_timestamp(moment),
-                    "received_at": format_timestamp(now),
+                    "id": reading_id,
+                    "sensor_id": body.sensor_id,
+                    "drone_serial": body.drone_serial,
+                    "timestamp": iso_millis(millis),
+                    "received_at": received_at,
                     "status": "accepted",
                 }
             )
@@ -190,12 +196,26 @@ class TelemetryService:
         log.info("telemetry_anomaly_resolved", alert_id=alert_id, sensor_id=written.sensor_id)
         return written
 
-    async def stats(self, principal: Principal) -> dict[str, Any]:
+    async def active_sensors(
+        self, broker: Broker, settings: Settings, drones: frozenset[str] | None = None
+    ) -> int:
+        """Sensors with a reading received in the last 5 minutes, of `drones` (None: all),
+        from the consumers' sets of active sensors: no scan of the readings."""
+        since = time.time() - ACTIVE_WINDOW.total_seconds()
+        keys = [telemetry_active(p) for p in range(settings.telemetry_partitions)]
+        members = set(await broker.streams.active_since(keys, since))
+        if drones is None:
+            return len(members)
+        return sum(1 for member in members if member.partition("/")[0] in drones)
+
+    async def stats(
+        self, broker: Broker, settings: Settings, principal: Principal
+    ) -> dict[str, Any]:
         """Counts over what the caller may see (everything for an unscoped token)."""
         scope = scoped(principal, {})
         total = await self.repository.count(scope)
         counts = await self.repository.alert_counts(scope)
-        active = await self.repository.active_sensors(scope, utcnow() - ACTIVE_WINDOW)
+        active = await self.active_sensors(broker, settings, principal.drones)
         if principal.drones is None:
             metrics.ACTIVE_SENSORS.set(active)
         by_severity = {
@@ -215,10 +235,9 @@ class TelemetryService:
             "unresolved_by_severity": unresolved,
         }
 
-    async def refresh_active_sensors(self) -> None:
+    async def refresh_active_sensors(self, broker: Broker, settings: Settings) -> None:
         """Sets the `active_sensors_count` gauge (fleet-wide) before a Prometheus scrape."""
-        active = await self.repository.active_sensors({}, utcnow() - ACTIVE_WINDOW)
-        metrics.ACTIVE_SENSORS.set(active)
+        metrics.ACTIVE_SENSORS.set(await self.active_sensors(broker, settings))
 
 
 telemetry_service = TelemetryService(telemetry_repository)
