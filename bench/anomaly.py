@@ -102,9 +102,7 @@ def _flight_plan(rng: np.random.Generator, seconds: int) -> tuple[np.ndarray, np
     flying = np.zeros(seconds, dtype=bool)
     t = int(rng.uniform(120, 400))
     while t < seconds:
-        targets = [rng.uniform(30, 120)] + [
-            rng.uniform(20, 120) for _ in range(rng.integers(1, 5))
-        ]
+        targets = [rng.uniform(30, 120)] + [rng.uniform(20, 120) for _ in range(rng.integers(1, 5))]
         current = 0.0
         for target in [*targets, 0.0]:
             rate = rng.uniform(1.5, 3.0) if target > current else rng.uniform(1.0, 2.0)
@@ -250,7 +248,9 @@ def fleet(
             step = ROUNDING[sensor]
             values = np.round(signals[sensor] / step) * step
             mask = keep[sensor]
-            series.append(Series(f"drone-{drone}/{sensor}", f"drone-{drone}", ts[mask], values[mask]))
+            series.append(
+                Series(f"drone-{drone}/{sensor}", f"drone-{drone}", ts[mask], values[mask])
+            )
     for event in events:
         event.start += base
         event.end += base
@@ -300,17 +300,25 @@ def aeon_datasets() -> list[Dataset]:
         events = [Event(0, "value", "ucr", s, e) for s, e in _runs(labels, ts)]
         found.append(
             Dataset(
-                "aeon KDD-TSAD 135", [Series("kdd/value", "kdd", ts, values)], events, len(ts) / 3600
+                "aeon KDD-TSAD 135",
+                [Series("kdd/value", "kdd", ts, values)],
+                events,
+                len(ts) / 3600,
             )
         )
     daphnet = os.path.join(root, "Daphnet_S06R02E0", "S06R02E0.csv")
     if os.path.exists(daphnet):
         with open(daphnet) as f:
             reader = csv.DictReader(f)
-            channels = [name for name in reader.fieldnames or [] if name not in ("timestamp", "is_anomaly")]
+            channels = [
+                name for name in reader.fieldnames or [] if name not in ("timestamp", "is_anomaly")
+            ]
             rows2 = list(reader)
         stamps = np.array(
-            [np.datetime64(r["timestamp"]).astype("datetime64[ms]").astype(float) / 1000 for r in rows2]
+            [
+                np.datetime64(r["timestamp"]).astype("datetime64[ms]").astype(float) / 1000
+                for r in rows2
+            ]
         )
         labels = np.array([int(r["is_anomaly"]) for r in rows2])
         series = [
@@ -494,8 +502,10 @@ class Score:
 
 
 def _series_of(event: Event, key: str) -> bool:
-    return event.sensor == "*" or key == f"drone-{event.drone}/{event.sensor}" or (
-        event.sensor == "value" and key.endswith("/value")
+    return (
+        event.sensor == "*"
+        or key == f"drone-{event.drone}/{event.sensor}"
+        or (event.sensor == "value" and key.endswith("/value"))
     )
 
 

@@ -112,6 +112,11 @@ def telemetry_checkpoint(partition: int) -> str:
     return f"{_telemetry_prefix(partition)}:state"
 
 
+def telemetry_judged(partition: int) -> str:
+    """Stream of judged readings (one entry per committed batch), for live subscribers."""
+    return f"{_telemetry_prefix(partition)}:judged"
+
+
 def telemetry_active(partition: int) -> str:
     """Sorted set: sensor key -> when its last reading was received (epoch seconds)."""
     return f"{_telemetry_prefix(partition)}:active"

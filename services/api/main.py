@@ -21,6 +21,7 @@ from services.api.security import BodySizeLimit
 from services.api.tasks.endpoints import router as tasks_router
 from services.api.tasks.endpoints import seed_router as tasks_seed_router
 from services.api.telemetry.endpoints import router as telemetry_router
+from services.api.telemetry.feed import TelemetryFeed
 from services.api.telemetry.graphql import graphql_router
 from shared.limits import RateLimiter
 from shared.logging import get_logger
@@ -81,6 +82,7 @@ def create_app(
     rt = runtime or Runtime.create(settings)
     parts: Sequence[Component] = [rt] if components is None else components
     device_hub = DeviceHub(settings, rt)
+    telemetry_feed = TelemetryFeed(rt.broker, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,6 +98,7 @@ def create_app(
             yield
         finally:
             rt.draining = True
+            await telemetry_feed.stop()
             await device_hub.stop()
             await relay.stop()
             for part in reversed(parts):
@@ -114,6 +117,7 @@ def create_app(
     app.state.broker = rt.broker
     app.state.device_hub = device_hub
     app.state.rate_limiter = RateLimiter(settings.requests_per_second, settings.request_burst)
+    app.state.telemetry_feed = telemetry_feed
     install_error_handlers(app)
     app.include_router(
         probe_router(

@@ -23,6 +23,7 @@ from shared.channels import (
     TELEMETRY_MEMBERS,
     telemetry_active,
     telemetry_checkpoint,
+    telemetry_judged,
     telemetry_owner,
     telemetry_stream,
 )
@@ -129,6 +130,7 @@ class PartitionConsumer:
                     owner.id,
                     owner.lease_ms,
                     (telemetry_active(self.partition), outcome.active),
+                    (telemetry_judged(self.partition), outcome.judged),
                 )
             except asyncio.CancelledError:
                 raise

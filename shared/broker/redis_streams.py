@@ -17,6 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from shared.broker.streams import (
     ACTIVE_KEEP_SECONDS,
+    JUDGED_KEEP,
     LATEST,
     TAIL_KEEP_MS,
     StreamEntry,
@@ -96,19 +97,24 @@ class RedisStreams:
         owner: str,
         lease_ms: int,
         active: tuple[str, dict[str, float]] | None = None,
+        judged: tuple[str, bytes] | None = None,
     ) -> bool:
         trim = ""
         if ids:
             newest = max(entry_id_key(entry_id) for entry_id in ids)
             trim = f"{max(newest[0] - TAIL_KEEP_MS, 0)}-0"
-        args: list[Any] = [group, owner, lease_ms, trim, len(ids), *ids, len(states)]
+        judged_key, judged_payload = judged if judged is not None else (checkpoint + ":judged", b"")
+        args: list[Any] = [group, owner, lease_ms, trim, len(ids), *ids]
+        args += [judged_payload, JUDGED_KEEP, len(states)]
         for field, value in states.items():
             args += [field, value]
         active_key, members = active if active is not None else (checkpoint + ":active", {})
         args.append(time.time() - ACTIVE_KEEP_SECONDS)
         for member, score in members.items():
             args += [score, member]
-        done = await self._commit(keys=[stream, checkpoint, owner_key, active_key], args=args)
+        done = await self._commit(
+            keys=[stream, checkpoint, owner_key, active_key, judged_key], args=args
+        )
         return bool(done)
 
     async def active_since(self, keys: list[str], since: float) -> list[str]:

@@ -25,6 +25,8 @@ from typing import Protocol
 LATEST = "$"
 # Acknowledged entries stay this long for live subscribers that `tail` the stream.
 TAIL_KEEP_MS = 60_000
+# Entries a stream of judged readings keeps (one per committed batch), for live subscribers.
+JUDGED_KEEP = 10_000
 # Members of an "active" set older than this are dropped.
 ACTIVE_KEEP_SECONDS = 3600.0
 
@@ -74,10 +76,12 @@ class Streams(Protocol):
         owner: str,
         lease_ms: int,
         active: tuple[str, dict[str, float]] | None = None,
+        judged: tuple[str, bytes] | None = None,
     ) -> bool:
         """If `owner` holds `owner_key`: acknowledge `ids`, save `states` into `checkpoint`,
-        mark `active` = (set key, {member: epoch seconds}), drop acknowledged entries from the
-        stream, renew the lease; atomically. False (and nothing done) when the lease was lost."""
+        mark `active` = (set key, {member: epoch seconds}), append `judged` = (stream, payload)
+        for live subscribers, drop acknowledged entries from the stream, renew the lease;
+        atomically. False (and nothing done) when the lease was lost."""
         ...
 
     async def active_since(self, keys: list[str], since: float) -> list[str]:
@@ -241,9 +245,12 @@ class MemoryStreams:
         owner: str,
         lease_ms: int,
         active: tuple[str, dict[str, float]] | None = None,
+        judged: tuple[str, bytes] | None = None,
     ) -> bool:
         if not self._owns(owner_key, owner):
             return False
+        if judged is not None:
+            self._append_capped(*judged)
         target = self._stream(stream)
         state = target.groups[group]
         for entry_id in ids:
@@ -264,6 +271,16 @@ class MemoryStreams:
         target.trim_before(position)
         self._leases[owner_key] = (owner, time.monotonic() + lease_ms / 1000)
         return True
+
+    def _append_capped(self, name: str, payload: bytes) -> None:
+        stream = self._stream(name)
+        entry_id = self._next_id()
+        stream.entries[entry_id] = payload
+        stream.order.append(entry_id)
+        stream.last = entry_id_key(entry_id)
+        stream.trim_before(stream.end - JUDGED_KEEP)
+        stream.appended.set()
+        stream.appended = asyncio.Event()
 
     def _mark(self, key: str, members: dict[str, float]) -> None:
         scores = self._sorted.setdefault(key, {})

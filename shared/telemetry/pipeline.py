@@ -32,6 +32,7 @@ log = get_logger(__name__)
 
 _SILENCE_CHECK_SECONDS = 1.0
 _WATERMARK = "@w:"  # checkpoint fields of drone watermarks: "@w:<serial>"
+_VERDICT = ("is_anomaly", "anomaly_score", "anomaly_kind", "severity", "message")
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class Outcome:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)  # to checkpoint
     active: dict[str, float] = field(default_factory=dict)  # sensor key -> received (epoch s)
+    judged: bytes = b""  # the readings with their verdicts, for live subscribers
 
 
 class PartitionProcessor:
@@ -92,10 +94,15 @@ class PartitionProcessor:
         touched: set[str] = set()
         drones: set[str] = set()
         self._received = []
+        judged: list[dict[str, Any]] = []
         for entry in entries:
             for record in orjson.loads(entry.payload):
-                readings.append(self._judge(record, alerts, touched, drones))
+                document = self._judge(record, alerts, touched, drones)
+                readings.append(document)
                 self._received.append(record["rt"] / 1000)
+                for name in _VERDICT:
+                    record[name] = document[name]
+                judged.append(record)
         for drone in drones:
             alerts.extend(self._silences(drone, touched))
         outcome.readings = len(readings)
@@ -116,6 +123,7 @@ class PartitionProcessor:
                     anomaly_score=alert["anomaly_score"],
                 )
         outcome.alerts = alerts
+        outcome.judged = orjson.dumps(judged)
         outcome.states = self._encode(touched, drones)
         outcome.active = {
             sensor_key(reading["drone_serial"], reading["sensor_id"]): received
