@@ -21,8 +21,7 @@ What it looks for, each against the sensor's own learned behaviour:
 - **silence**: no reading for several of the sensor's usual intervals (`silence`).
 
 A reading inside an ongoing anomaly episode is not a new alert: `Verdict.alert` is True only
-when an episode starts (or escalates a severity), so a stuck sensor raises one alert, not one a
-second. `Verdict.score` is the strongest test statistic relative to its threshold: 1.0 is at the
+when an episode starts, so a stuck sensor raises one alert, not one a second. `Verdict.score` is the strongest test statistic relative to its threshold: 1.0 is at the
 threshold, and the severity follows it.
 """
 
@@ -79,15 +78,22 @@ class DetectorConfig:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     is_anomaly: bool  # the reading is inside an anomaly episode
-    alert: bool  # ... and starts it (or raises its severity): publish this one
+    alert: bool  # ... and starts it: publish this one
     score: float  # strongest statistic / its threshold; >= 1.0 is anomalous
     kind: AnomalyKind | None = None
     severity: Severity | None = None
     message: str | None = None
+    # Set when the anomaly is the *previous* reading (a moderate jump that the next reading
+    # confirmed): its timestamp and value.
+    previous: tuple[float, float] | None = None
 
 
 NORMAL = Verdict(is_anomaly=False, alert=False, score=0.0)
-_SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+
+# A test's result: score (1.0 at its threshold), kind, message, and the (timestamp, value) of
+# the previous reading when that one is the anomaly.
+_Stat = tuple[float, AnomalyKind, str, tuple[float, float] | None]
 
 
 def severity_for_score(score: float) -> Severity:
@@ -173,7 +179,7 @@ class Detector:
         scale = max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
         same = value == state.last_value
 
-        stats: list[tuple[float, AnomalyKind, str]] = []
+        stats: list[_Stat] = []
         if state.n >= cfg.warmup:
             stats = self._tests(state, ts, value, residual, scale, same, prediction)
 
@@ -186,7 +192,7 @@ class Detector:
         if not anomalous:
             self._maybe_end_episode(state, ts)
             return Verdict(is_anomaly=False, alert=False, score=score)
-        return self._episode(state, ts, score, strongest[1], strongest[2])
+        return self._episode(state, ts, score, strongest[1], strongest[2], strongest[3])
 
     def _tests(
         self,
@@ -197,9 +203,9 @@ class Detector:
         scale: float,
         same: bool,
         prediction: float,
-    ) -> list[tuple[float, AnomalyKind, str]]:
+    ) -> list[_Stat]:
         cfg = self.config
-        stats = []
+        stats: list[_Stat] = []
         if state.pending_score > 0:
             move = value - state.pending_value
             carried_on = move * state.pending_residual > 0 and abs(move) >= 0.5 * abs(
@@ -210,9 +216,10 @@ class Detector:
                     (
                         state.pending_score,
                         AnomalyKind.JUMP,
-                        f"{state.pending_value:g} (the previous reading) jumped "
+                        f"{state.pending_value:g} jumped "
                         f"{state.pending_score * cfg.jump_threshold:.1f} noise scales "
-                        f"and did not carry on",
+                        f"and the next reading did not carry on",
+                        (state.pending_ts, state.pending_value),
                     )
                 )
             state.pending_score = 0.0
@@ -225,7 +232,12 @@ class Detector:
             state.pending_value, state.pending_ts = value, ts
             jump = 0.0
         stats.append(
-            (jump, AnomalyKind.JUMP, f"{value:g} is {z:.1f} noise scales from {prediction:.4g}")
+            (
+                jump,
+                AnomalyKind.JUMP,
+                f"{value:g} is {z:.1f} noise scales from {prediction:.4g}",
+                None,
+            )
         )
         burst = _ew(state.burst, abs(residual), cfg.burst_half_life)
         ratio = burst / max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
@@ -234,6 +246,7 @@ class Detector:
                 ratio / cfg.burst_ratio,
                 AnomalyKind.NOISE,
                 f"noise is {ratio:.1f} times its usual level",
+                None,
             )
         )
         if same and state.floor > 0:
@@ -246,6 +259,7 @@ class Detector:
                     (run + 1) / needed,
                     AnomalyKind.STUCK,
                     f"{run + 1} identical readings in a row ({value:g})",
+                    None,
                 )
             )
         width = state.high - state.low
@@ -259,6 +273,7 @@ class Detector:
                     AnomalyKind.DRIFT,
                     f"{smooth:.4g} (smoothed) is outside its usual range "
                     f"{state.low:.4g} to {state.high:.4g} for {held:.0f} s",
+                    None,
                 )
             )
         return stats
@@ -326,20 +341,29 @@ class Detector:
             state.episode = state.episode_severity = ""
 
     def _episode(
-        self, state: SensorState, ts: float, score: float, kind: AnomalyKind, message: str
+        self,
+        state: SensorState,
+        ts: float,
+        score: float,
+        kind: AnomalyKind,
+        message: str,
+        previous: tuple[float, float] | None,
     ) -> Verdict:
         severity = severity_for_score(score)
         self._maybe_end_episode(state, ts)
-        alert = (
-            not state.episode
-            or _SEVERITY_RANK[severity] > _SEVERITY_RANK[Severity(state.episode_severity)]
-        )
+        alert = not state.episode
         if alert:
             state.episode = state.episode or kind.value
             state.episode_severity = severity.value
         state.episode_last = ts
         return Verdict(
-            is_anomaly=True, alert=alert, score=score, kind=kind, severity=severity, message=message
+            is_anomaly=True,
+            alert=alert,
+            score=score,
+            kind=kind,
+            severity=severity,
+            message=message,
+            previous=previous,
         )
 
     # --- silence ----------------------------------------------------------------------------

@@ -94,14 +94,12 @@ class PartitionProcessor:
         touched: set[str] = set()
         drones: set[str] = set()
         self._received = []
+        self._in_batch: dict[str, dict[str, Any]] = {}
         judged: list[dict[str, Any]] = []
         for entry in entries:
             for record in orjson.loads(entry.payload):
-                document = self._judge(record, alerts, touched, drones)
-                readings.append(document)
+                readings.append(self._judge(record, alerts, touched, drones))
                 self._received.append(record["rt"] / 1000)
-                for name in _VERDICT:
-                    record[name] = document[name]
                 judged.append(record)
         for drone in drones:
             alerts.extend(self._silences(drone, touched))
@@ -123,6 +121,9 @@ class PartitionProcessor:
                     anomaly_score=alert["anomaly_score"],
                 )
         outcome.alerts = alerts
+        for record, document in zip(judged, readings, strict=True):
+            for name in _VERDICT:
+                record[name] = document[name]
         outcome.judged = orjson.dumps(judged)
         outcome.states = self._encode(touched, drones)
         outcome.active = {
@@ -141,12 +142,14 @@ class PartitionProcessor:
         drone = record["drone_serial"] or ""
         key = sensor_key(record["drone_serial"], record["sensor_id"])
         sensor = self.sensors.get(key)
+        previous_id = sensor.about.get("last_id") if sensor is not None else None
         about = {
             "sensor_id": record["sensor_id"],
             "sensor_type": record["sensor_type"],
             "unit": record["unit"],
             "location": record["location"],
             "drone_serial": record["drone_serial"],
+            "last_id": record["id"],  # the reading a confirmed jump of the next one refers to
         }
         if sensor is None:
             sensor = self.sensors[key] = _Sensor(SensorState(), about)
@@ -176,10 +179,26 @@ class PartitionProcessor:
             "severity": verdict.severity.value if verdict.severity else None,
             "message": verdict.message,
         }
-        if verdict.alert:
+        if verdict.previous is not None and previous_id is not None:
+            # The anomaly is the previous reading: flag it if it is still in hand (this batch),
+            # and raise the alert under its id, value and time.
+            at, value = verdict.previous
+            earlier = self._in_batch.get(key)
+            if earlier is not None and earlier["_id"] == ObjectId(previous_id):
+                for name in _VERDICT:
+                    earlier[name] = document[name]
+            for name, normal in (("is_anomaly", False), ("anomaly_score", 0.0)):
+                document[name] = normal
+            for name in ("anomaly_kind", "severity", "message"):
+                document[name] = None
+            if verdict.alert:
+                moment = from_millis(round(at * 1000))
+                alerts.append(self._alert(ObjectId(previous_id), about, value, moment, verdict))
+        elif verdict.alert:
             alerts.append(
                 self._alert(document["_id"], about, record["value"], document["timestamp"], verdict)
             )
+        self._in_batch[key] = document
         return document
 
     def _silences(self, drone: str, touched: set[str]) -> list[dict[str, Any]]:

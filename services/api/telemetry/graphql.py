@@ -11,7 +11,7 @@ page: the queries it sends need a token like any other).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
@@ -31,6 +31,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.scalars import JSON
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from services.api.deps import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
@@ -383,6 +384,19 @@ def _unexpected(error: GraphQLError) -> bool:
 
 
 class _Schema(strawberry.Schema):
+    async def execute(  # type: ignore[override]
+        self,
+        query: str | None,
+        *args: Any,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        # Over HTTP (what `execute` serves) only queries: subscriptions go over the WebSocket,
+        # and strawberry's multipart subscriptions over POST are not offered (a 400 says so).
+        allowed = set(allowed_operation_types or (OperationType.QUERY,))
+        allowed.discard(OperationType.SUBSCRIPTION)
+        return await super().execute(query, *args, allowed_operation_types=allowed, **kwargs)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
