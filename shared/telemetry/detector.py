@@ -21,8 +21,9 @@ What it looks for, each against the sensor's own learned behaviour:
 - **silence**: no reading for several of the sensor's usual intervals (`silence`).
 
 A reading inside an ongoing anomaly episode is not a new alert: `Verdict.alert` is True only
-when an episode starts, so a stuck sensor raises one alert, not one a second. `Verdict.score` is the strongest test statistic relative to its threshold: 1.0 is at the
-threshold, and the severity follows it.
+when an episode starts, so a stuck sensor raises one alert, not one a second. `Verdict.score`
+is the strongest test statistic relative to its threshold: 1.0 is at the threshold, and the
+severity follows it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ page: the queries it sends need a token like any other).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
@@ -384,18 +384,14 @@ def _unexpected(error: GraphQLError) -> bool:
 
 
 class _Schema(strawberry.Schema):
-    async def execute(  # type: ignore[override]
-        self,
-        query: str | None,
-        *args: Any,
-        allowed_operation_types: Iterable[OperationType] | None = None,
-        **kwargs: Any,
-    ) -> Any:
+    async def execute(self, query: str | None, **kwargs: Any) -> Any:  # type: ignore[override]
         # Over HTTP (what `execute` serves) only queries: subscriptions go over the WebSocket,
         # and strawberry's multipart subscriptions over POST are not offered (a 400 says so).
-        allowed = set(allowed_operation_types or (OperationType.QUERY,))
+        allowed: set[OperationType] = set(
+            kwargs.pop("allowed_operation_types", None) or (OperationType.QUERY,)
+        )
         allowed.discard(OperationType.SUBSCRIPTION)
-        return await super().execute(query, *args, allowed_operation_types=allowed, **kwargs)
+        return await super().execute(query, allowed_operation_types=allowed, **kwargs)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
