@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import math
 import zlib
+from collections.abc import Callable
 
 from services.worker import metrics
 from shared.broker import Broker
@@ -36,6 +37,10 @@ log = get_logger(__name__)
 
 _READ_BLOCK_MS = 200
 _RETRY_SECONDS = 0.5
+
+# Fault injection for tests: called after a batch was stored and published and before it is
+# committed, to play a consumer that dies at exactly that point. None in production.
+crash_point: Callable[[int], None] | None = None
 
 
 class PartitionConsumer:
@@ -120,6 +125,8 @@ class PartitionConsumer:
                 if current is None:
                     current = await self._restored()
                 outcome = await current.handle(entries)
+                if crash_point is not None:
+                    crash_point(self.partition)
                 committed = await owner.broker.streams.commit(
                     self.stream,
                     TELEMETRY_GROUP,
