@@ -151,6 +151,12 @@ class SensorState:
 _STATE_FIELDS = frozenset(field.name for field in fields(SensorState))
 
 
+def _burst_sample(magnitude: float, state: SensorState, cfg: DetectorConfig) -> float:
+    """A residual as the noise-burst test counts it: at most 10 scales, so a lone spike is
+    a jump and not also a burst."""
+    return min(magnitude, 10.0 * max(state.scale, cfg.floor_fraction * state.floor, 1e-12))
+
+
 def _ew(previous: float, sample: float, half_life: float) -> float:
     weight = 1.0 - math.exp(-_LN2 / half_life)
     return previous + weight * (sample - previous)
@@ -240,7 +246,7 @@ class Detector:
                 None,
             )
         )
-        burst = _ew(state.burst, abs(residual), cfg.burst_half_life)
+        burst = _ew(state.burst, _burst_sample(abs(residual), state, cfg), cfg.burst_half_life)
         ratio = burst / max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
         stats.append(
             (
@@ -294,7 +300,11 @@ class Detector:
         state.n += 1
         state.interval = dt if state.interval == 0 else _ew(state.interval, dt, 30.0)
         previous_level = state.level
-        state.level = state.level + state.trend * step + cfg.level_alpha * residual
+        # A reading beyond the jump threshold moves the level as if it were at the threshold,
+        # so one spike does not drag the prediction (and the next readings' verdicts) with it.
+        limit = cfg.jump_threshold * max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
+        moved = residual if state.n < cfg.warmup else max(-limit, min(limit, residual))
+        state.level = state.level + state.trend * step + cfg.level_alpha * moved
         if dt > 0:  # two readings with one timestamp say nothing about the trend
             new_trend = (state.level - previous_level) / step
             state.trend += cfg.trend_beta * (new_trend - state.trend)
@@ -312,7 +322,7 @@ class Detector:
         change = abs(value - state.last_value)
         if change > 0 and (state.quantum == 0 or change < state.quantum):
             state.quantum = change
-        state.burst = _ew(state.burst, magnitude, cfg.burst_half_life)
+        state.burst = _ew(state.burst, _burst_sample(magnitude, state, cfg), cfg.burst_half_life)
         state.run = state.run + 1 if same else 0
         state.last_ts, state.last_value = ts, value
         self._track_range(state, ts, anomalous)
