@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import anomaly  # noqa: E402
+import anomaly
 
 
 def test_the_fleet_is_seeded_and_labelled() -> None:
