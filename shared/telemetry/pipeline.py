@@ -65,6 +65,7 @@ class PartitionProcessor:
         self._checked: dict[str, float] = {}  # drone -> watermark at its last silence check
         self._drones: dict[str, set[str]] = {}  # drone -> its sensor keys
         self._received: list[float] = []
+        self._last_received: tuple[int, Any] = (-1, None)
 
     # --- checkpoint ------------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class PartitionProcessor:
             "metadata": record["metadata"],
             "timestamp": from_millis(record["t"]),
             "drone_serial": record["drone_serial"],
-            "received_at": from_millis(record["rt"]),
+            "received_at": self._received_at(record["rt"]),
             "is_anomaly": verdict.is_anomaly,
             "anomaly_score": verdict.score,
             "anomaly_kind": verdict.kind.value if verdict.kind else None,
@@ -200,6 +201,12 @@ class PartitionProcessor:
             )
         self._in_batch[key] = document
         return document
+
+    def _received_at(self, millis: int) -> Any:
+        """A batch's readings mostly share their arrival time: converted once."""
+        if millis != self._last_received[0]:
+            self._last_received = (millis, from_millis(millis))
+        return self._last_received[1]
 
     def _silences(self, drone: str, touched: set[str]) -> list[dict[str, Any]]:
         """Sensors of `drone` with no reading for several of their intervals, in event time:

@@ -38,6 +38,8 @@ def _depth(value: Any) -> int:
 
 
 def _small(metadata: dict[str, Any]) -> dict[str, Any]:
+    if not metadata:  # most readings carry none: nothing to measure
+        return metadata
     if _depth(metadata) > MAX_METADATA_DEPTH:
         raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
     if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
