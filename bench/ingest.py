@@ -21,8 +21,9 @@ readings judged and stored per second over the same window until the consumers c
 (`dronecast_telemetry_stored_total`). The fleet is `--drones` drones x 4 sensors at 1 Hz, so
 every reading is new (ids come from sensor and timestamp).
 
-Latency: readings at `--rate` per second in batches of 100 (every 20 ms), with a spike on one
-sensor every `--spike-every` seconds; each spike's alert reaches a python-socketio client
+Latency: readings at `--rate` per second in batches of 100 (every 20 ms), after `--warmup`
+seconds (the detectors' first readings) with a spike on a random sensor every `--spike-every`
+seconds; each spike's alert reaches a python-socketio client
 subscribed to all drones, and the delay is its arrival minus the moment its POST was sent.
 """
 
@@ -219,8 +220,8 @@ class Fleet:
                     "timestamp": self._stamp(second),
                 }
             )
-        if spike:
-            out[-1]["value"] += 500.0
+        if spike:  # on a sensor chosen at random, so each spike starts an episode of its own
+            out[self.rng.randrange(size)]["value"] += 500.0
         self.position += size
         return out
 
@@ -403,7 +404,10 @@ async def post_timed(client: httpx.AsyncClient, body: list[dict[str, Any]], spik
     if response.status_code != 202:
         raise SystemExit(f"POST answered {response.status_code}: {response.text[:300]}")
     if spike:
-        sent[response.json()[-1]["id"]] = started
+        [reading] = [
+            r for r, item in zip(response.json(), body, strict=True) if item["value"] > 400
+        ]
+        sent[reading["id"]] = started
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -429,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drones", type=int, default=250)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--warmup", type=float, default=10.0, help="seconds of load before spikes count"
+    )
     parser.add_argument("--spike-every", type=float, default=0.2)
     args = parser.parse_args(argv)
     modes = args.mode or ["dev", "redis"]
