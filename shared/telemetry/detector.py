@@ -178,7 +178,7 @@ class Detector:
             state.smooth = state.low = state.high = value
             return NORMAL
         if ts < state.last_ts:
-            return NORMAL
+            return self._late(state, ts, value)
         dt = ts - state.last_ts
         step = dt if dt > 0 else 1e-3
         prediction = state.level + state.trend * step
@@ -344,6 +344,29 @@ class Detector:
         keep = math.exp(-_LN2 / cfg.range_half_life)
         state.high = max(state.smooth, state.smooth + (state.high - state.smooth) * keep)
         state.low = min(state.smooth, state.smooth - (state.smooth - state.low) * keep)
+
+    def _late(self, state: SensorState, ts: float, value: float) -> Verdict:
+        """A reading older than the newest one seen (senders that reorder, a late upload):
+        judged against the prediction for its time, but it teaches the state nothing. Only a
+        jump too large to need the next reading's confirmation counts; the alert is its own,
+        outside any episode."""
+        cfg = self.config
+        if state.n < cfg.warmup:
+            return NORMAL
+        scale = max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
+        prediction = state.level + state.trend * (ts - state.last_ts)
+        z = min(abs(value - prediction), abs(value - state.last_value)) / scale
+        score = round(z / cfg.jump_threshold, 3)
+        if score < cfg.jump_confirm_below:
+            return Verdict(is_anomaly=False, alert=False, score=min(score, 0.999))
+        return Verdict(
+            is_anomaly=True,
+            alert=True,
+            score=score,
+            kind=AnomalyKind.JUMP,
+            severity=severity_for_score(score),
+            message=f"{value:g} (arrived late) is {z:.1f} noise scales from {prediction:.4g}",
+        )
 
     # --- episodes -------------------------------------------------------------------------
 

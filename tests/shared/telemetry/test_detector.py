@@ -90,12 +90,15 @@ def test_verdicts_depend_on_timestamps_not_on_when_they_arrive() -> None:
     ]
 
 
-def test_a_late_reading_changes_nothing() -> None:
+def test_a_late_reading_is_judged_but_changes_nothing() -> None:
     detector, state = Detector(), SensorState()
     for n, value in enumerate(steady(60)):
         detector.observe(state, 100.0 + n, value)
     before = state.to_dict()
-    assert not detector.observe(state, 120.0, 500.0).is_anomaly
+    late_spike = detector.observe(state, 120.5, 500.0)  # reordered on its way
+    assert late_spike.alert and late_spike.kind == AnomalyKind.JUMP
+    assert "arrived late" in (late_spike.message or "")
+    assert not detector.observe(state, 121.5, 20.1).is_anomaly
     assert state.to_dict() == before
 
 
