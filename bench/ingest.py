@@ -4,10 +4,10 @@
 
 Two set-ups, each started fresh by this script (free ports, stopped at the end):
 - `dev`:   one `dronecast dev` process (embedded store and broker), pinned to CPU 0;
-- `redis`: a redis-server, `dronecast api` (CPU 0) and `dronecast worker` (CPU 1) as separate
-           processes, each worker with its own embedded store (no MongoDB here).
-The load generator runs on CPU 1 (with Redis and the worker in `redis` mode: say so when you
-quote the numbers).
+- `redis`: a redis-server and `dronecast gateway` (CPU 1), `dronecast api` and `dronecast
+           worker` (CPU 0) as separate processes, the worker with its own embedded store (no
+           MongoDB here).
+The load generator runs on CPU 1 (with Redis and the gateway in `redis` mode).
 
     .venv/bin/python bench/ingest.py throughput --mode dev                     # empty store
     .venv/bin/python bench/ingest.py throughput --mode dev --preload 1000000   # after 1M stored
@@ -155,7 +155,7 @@ class Setup:
         env = {**ENV, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
         for name, port, cpu in (
             ("api", api_port, "0"),
-            ("worker", worker_port, "1"),
+            ("worker", worker_port, "0"),
             ("gateway", gateway_port, "1"),
         ):
             process = Process(name, [dronecast, name, "--host", "127.0.0.1", "--port", str(port)],
@@ -195,6 +195,7 @@ class Fleet:
         self.rng = random.Random(seed)
         self.position = 0  # readings handed out so far
         self._stamps: dict[int, str] = {}
+        self._spiked: dict[str, int] = {}  # sensor -> the second of its last spike
 
     def _stamp(self, second: int) -> str:
         stamp = self._stamps.get(second)
@@ -220,8 +221,18 @@ class Fleet:
                     "timestamp": self._stamp(second),
                 }
             )
-        if spike:  # on a sensor chosen at random, so each spike starts an episode of its own
-            out[self.rng.randrange(size)]["value"] += 500.0
+        if spike:
+            # On a sensor that had none in the last minute of its time, so each spike starts an
+            # episode of its own (the detector raises one alert per episode).
+            second = (self.position + size - 1) // per_second
+            fresh = [
+                n for n, item in enumerate(out)
+                if self._spiked.get(item["sensor_id"], -1e9) < second - 60
+            ]  # fmt: skip
+            if fresh:
+                chosen = out[self.rng.choice(fresh)]
+                chosen["value"] += 500.0
+                self._spiked[chosen["sensor_id"]] = second
         self.position += size
         return out
 
@@ -365,8 +376,8 @@ async def latency(args: argparse.Namespace, mode: str) -> dict[str, Any]:
                 due = begin + sends * interval
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 spike = time.perf_counter() >= next_spike
-                if spike:
-                    next_spike += args.spike_every
+                if spike:  # jittered, so spikes fall on every part of the fleet
+                    next_spike += args.spike_every * (0.5 + random.random())
                 tasks.append(
                     asyncio.create_task(post_timed(client, fleet.batch(batch, spike), spike, sent))
                 )
