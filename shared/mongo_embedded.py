@@ -12,11 +12,17 @@ Two costs of mongomock would make telemetry's cost per reading grow with what is
   (what the telemetry consumer uses) into a collection with no unique index other than `_id`
   takes the documents as given: BSON-encoded once to check them, then stored under their `_id`,
   duplicates refused one by one like MongoDB (`BulkWriteError`, code 11000).
+- it keeps every document as Python objects, which the cyclic garbage collector would walk in
+  each full collection, a pause that grows with what is stored although documents (plain
+  dicts, lists and scalars) are freed by reference counting alone. After every
+  `_FREEZE_EVERY` documents taken by the lean path, `gc.freeze()` moves what exists to the
+  permanent generation, so collection pauses stay independent of the store's size.
 Neither changes what a query sees; the same code runs against a real MongoDB.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -27,6 +33,8 @@ from pymongo.errors import BulkWriteError
 from pymongo.results import InsertManyResult
 
 TTL_MONITOR_SECONDS = 60.0
+_FREEZE_EVERY = 20_000
+_unfrozen = 0
 
 _expire_now = mongomock_store.CollectionStore._remove_expired_documents
 
@@ -76,6 +84,11 @@ class _Collection(AsyncMongoMockCollection):
                 continue
             stored[key] = document
             inserted.append(key)
+        global _unfrozen
+        _unfrozen += len(inserted)
+        if _unfrozen >= _FREEZE_EVERY:
+            _unfrozen = 0
+            gc.freeze()
         if errors:
             raise BulkWriteError({"writeErrors": errors, "nInserted": len(inserted)})
         return InsertManyResult(inserted, acknowledged=True)
