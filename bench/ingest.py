@@ -12,6 +12,7 @@ The load generator runs on CPU 1 (with Redis and the gateway in `redis` mode).
     .venv/bin/python bench/ingest.py throughput --mode dev                     # empty store
     .venv/bin/python bench/ingest.py throughput --mode dev --preload 1000000   # after 1M stored
     .venv/bin/python bench/ingest.py latency --mode dev --rate 5000
+    .venv/bin/python bench/ingest.py consumer --preload 1000000                # CPU per reading
     .venv/bin/python bench/ingest.py suite                                     # all of it
     .venv/bin/python bench/run.py ingest                                       # the same suite
 
@@ -421,6 +422,70 @@ async def post_timed(client: httpx.AsyncClient, body: list[dict[str, Any]], spik
         sent[reading["id"]] = started
 
 
+# --- consumer cost per reading ----------------------------------------------------------------
+
+
+async def consumer_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The consumer's own CPU time per reading (judge, store, checkpoint payloads), in this
+    process on the embedded store, with an empty store and after `--preload` readings. CPU
+    time, not wall time: a shared machine's other work changes it much less."""
+    sys.path.insert(0, REPO)
+    from shared.broker import MemoryBroker
+    from shared.broker.streams import StreamEntry
+    from shared.db import connect_database
+    from shared.models import TelemetryReading
+    from shared.settings import Settings
+    from shared.telemetry.pipeline import PartitionProcessor
+    from shared.telemetry.repository import telemetry_repository
+    from shared.telemetry.service import sensor_key, stable_id, to_millis
+
+    await connect_database(Settings(environment="test", auth_enabled=False))
+    broker = MemoryBroker()
+    await broker.start()
+    processor = PartitionProcessor(broker, telemetry_repository)
+    start = datetime.now(UTC).replace(tzinfo=None, microsecond=0) - timedelta(hours=12)
+    fleet = Fleet(args.drones, start)
+
+    def entry() -> StreamEntry:
+        records = []
+        for reading in fleet.batch(args.batch):
+            millis = to_millis(datetime.fromisoformat(reading["timestamp"][:-1]))
+            key = sensor_key(reading["drone_serial"], reading["sensor_id"])
+            records.append(
+                {**reading, "id": str(stable_id(millis // 1000, key, str(millis))),
+                 "location": None, "metadata": {}, "t": millis, "rt": millis}
+            )  # fmt: skip
+        return StreamEntry("0-1", orjson.dumps(records))
+
+    async def measure(label: str) -> dict[str, Any]:
+        entries = [entry() for _ in range(args.readings // args.batch)]
+        began = time.process_time()
+        for item in entries:
+            await processor.handle([item])
+        spent = time.process_time() - began
+        stored = await TelemetryReading.get_pymongo_collection().estimated_document_count()
+        record = {
+            "scenario": "consumer",
+            "phase": label,
+            "stored_after": stored,
+            "readings": len(entries) * args.batch,
+            "cpu_us_per_reading": round(spent / (len(entries) * args.batch) * 1e6, 1),
+            "loadavg": os.getloadavg(),
+        }
+        log(json.dumps(record))
+        return record
+
+    # Detectors judge nothing in their first readings: warm them up, then empty the store.
+    for _ in range(args.drones * len(SENSORS) * 40 // args.batch + 1):
+        await processor.handle([entry()])
+    await TelemetryReading.get_pymongo_collection().delete_many({})
+    records = [await measure("empty store")]
+    for _ in range((args.preload or 1_000_000) // args.batch):
+        await processor.handle([entry()])
+    records.append(await measure("after preload"))
+    return records
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -435,7 +500,7 @@ def save(records: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["throughput", "latency", "suite"])
+    parser.add_argument("scenario", choices=["throughput", "latency", "consumer", "suite"])
     parser.add_argument("--mode", choices=["dev", "redis"], action="append")
     parser.add_argument("--readings", type=int, default=100_000)
     parser.add_argument("--preload", type=int, default=0, help="readings stored before phase 2")
@@ -451,6 +516,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     modes = args.mode or ["dev", "redis"]
     records: list[dict[str, Any]] = []
+    if args.scenario in ("consumer", "suite"):
+        records += asyncio.run(consumer_cost(args))
+        if args.scenario == "consumer":
+            save(records)
+            return 0
     for mode in modes:
         if args.scenario in ("throughput", "suite"):
             if args.scenario == "suite":
