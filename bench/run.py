@@ -25,6 +25,8 @@ One JSON line per run goes to stdout and to bench/results/<impl>.jsonl.
     .venv/bin/python bench/run.py cluster                # 2 gateways: cluster 3+3 vs one Redis
     .venv/bin/python bench/run.py storm                  # 5000 clients: SIGKILL a gateway, resume
     .venv/bin/python bench/run.py smoke                  # a few seconds, used by the tests
+    .venv/bin/python bench/run.py anomaly [report ...]   # telemetry detection (bench/anomaly.py)
+    .venv/bin/python bench/run.py ingest [suite ...]     # telemetry ingestion (bench/ingest.py)
 
 `--impl dronecast` (default) and/or `--impl node-socketio` (repeatable) choose what is measured;
 `suite` runs both unless told otherwise. See bench/README.md.
@@ -1007,8 +1009,21 @@ def table(recs: list[dict[str, Any]]) -> None:
             f.write(text + "\n")
 
 
+# Telemetry (issue 14) has its own scripts; `run.py anomaly|ingest ...` hands them its arguments.
+TELEMETRY_SCRIPTS = {
+    "anomaly": ("anomaly.py", "report"),  # detection quality, baselines side by side
+    "ingest": ("ingest.py", "suite"),  # readings/s (empty store, 1M stored) and POST -> event p99
+}
+
+
 def main() -> None:
     global HOST_INFO
+    if len(sys.argv) > 1 and sys.argv[1] in TELEMETRY_SCRIPTS:
+        script, default = TELEMETRY_SCRIPTS[sys.argv[1]]
+        rest = sys.argv[2:] or [default]
+        raise SystemExit(
+            subprocess.call([sys.executable, os.path.join(BENCH, script), *rest], cwd=REPO)
+        )
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -21,4 +21,5 @@ def create_dev_app(settings: Settings) -> socketio.ASGIApp:
     worker = Worker(runtime, relay_outbox=False)  # the api in this process relays already
     api = create_app(settings, runtime=runtime, components=[runtime, gateway, worker])
     api.state.gateway = gateway
+    api.state.worker = worker
     return socketio.ASGIApp(gateway.sio, other_asgi_app=api, socketio_path=SOCKETIO_PATH)

@@ -12,6 +12,7 @@ channels `drone:{SN}:{kind}` (`{SN}` and the slot's tag `T` hash to the same slo
 
 from __future__ import annotations
 
+import zlib
 from binascii import crc_hqx
 from enum import StrEnum
 from functools import cache
@@ -163,3 +164,45 @@ def sharded_channel(channel: str) -> str:
     if serial is not None:
         return f"{DRONE_PREFIX}{{{serial}}}:{kind}"
     return channel if channel == SYSTEM_BROADCAST else ""
+
+
+# --- telemetry streams (seed 004's batch path on Redis Streams) -------------------------------
+# One stream per partition. Each key carries its partition as a hash tag (`{tp7}`), so a
+# partition's stream, checkpoint and lease live on one Redis Cluster slot and the commit script
+# can touch all three atomically.
+TELEMETRY_GROUP = "telemetry-detectors"
+TELEMETRY_MEMBERS = "dronecast:telemetry:members"  # consumers alive: a sorted set of heartbeats
+
+
+def _telemetry_prefix(partition: int) -> str:
+    return f"dronecast:telemetry:{{tp{partition}}}"
+
+
+def telemetry_stream(partition: int) -> str:
+    return _telemetry_prefix(partition)
+
+
+def telemetry_checkpoint(partition: int) -> str:
+    """Hash: sensor -> detector state (JSON), as of the last committed entry."""
+    return f"{_telemetry_prefix(partition)}:state"
+
+
+def telemetry_judged(partition: int) -> str:
+    """Stream of judged readings (one entry per committed batch), for live subscribers."""
+    return f"{_telemetry_prefix(partition)}:judged"
+
+
+def telemetry_active(partition: int) -> str:
+    """Sorted set: sensor key -> when its last reading was received (epoch seconds)."""
+    return f"{_telemetry_prefix(partition)}:active"
+
+
+def telemetry_owner(partition: int) -> str:
+    """The consumer that owns the partition, with a lease (PX)."""
+    return f"{_telemetry_prefix(partition)}:owner"
+
+
+def telemetry_partition(routing_key: str, partitions: int) -> int:
+    """The partition of a drone (or of a sensor that names no drone): stable across processes
+    and releases (CRC-32, not Python's salted hash)."""
+    return zlib.crc32(routing_key.encode()) % partitions

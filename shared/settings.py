@@ -139,14 +139,24 @@ class Settings(BaseSettings):
     )
 
     # --- Telemetry (seed 004; README "Telemetry (seed 004)") ------------------------------------
-    telemetry_history_size: int = Field(
-        100, ge=2, le=10_000, description="Readings of a sensor its new reading is compared with."
+    telemetry_partitions: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Streams readings are spread over, by drone (or by sensor without one); each "
+        "is owned by one consumer at a time. Fixed for a deployment: changing it moves drones "
+        "to other partitions, whose detector state starts afresh.",
     )
-    telemetry_min_samples: int = Field(
-        20, ge=2, description="Fewer readings than this in the history: no verdict (score 0)."
+    telemetry_retention: int = Field(
+        7 * 24 * 3600,
+        ge=3600,
+        description="Seconds a reading is kept after its timestamp (a TTL index).",
     )
-    telemetry_anomaly_z: float = Field(
-        3.0, gt=0, description="A reading this many standard deviations from the mean is one."
+    telemetry_lease_seconds: float = Field(
+        5.0, gt=0, description="A consumer's hold on a partition; a dead consumer's lapses."
+    )
+    telemetry_read_batch: int = Field(
+        200, ge=1, le=10_000, description="Stream entries a consumer takes at once."
     )
 
     @model_validator(mode="after")

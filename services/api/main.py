@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Protocol
 
 from fastapi import FastAPI
@@ -20,10 +21,11 @@ from services.api.security import BodySizeLimit
 from services.api.tasks.endpoints import router as tasks_router
 from services.api.tasks.endpoints import seed_router as tasks_seed_router
 from services.api.telemetry.endpoints import router as telemetry_router
+from services.api.telemetry.feed import TelemetryFeed
 from services.api.telemetry.graphql import graphql_router
 from shared.limits import RateLimiter
 from shared.logging import get_logger
-from shared.models import DOCUMENT_MODELS
+from shared.models import OUTBOX_MODELS
 from shared.outbox import OutboxRelay
 from shared.probes import probe_router
 from shared.runtime import Runtime
@@ -81,12 +83,13 @@ def create_app(
     rt = runtime or Runtime.create(settings)
     parts: Sequence[Component] = [rt] if components is None else components
     device_hub = DeviceHub(settings, rt)
+    telemetry_feed = TelemetryFeed(rt.broker, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for part in parts:
             await part.start()
-        relay = OutboxRelay(rt.broker, list(DOCUMENT_MODELS))
+        relay = OutboxRelay(rt.broker, list(OUTBOX_MODELS))
         relay.start()
         await device_hub.start()
         for warning in rt.warnings:
@@ -96,6 +99,7 @@ def create_app(
             yield
         finally:
             rt.draining = True
+            await telemetry_feed.stop()
             await device_hub.stop()
             await relay.stop()
             for part in reversed(parts):
@@ -114,9 +118,14 @@ def create_app(
     app.state.broker = rt.broker
     app.state.device_hub = device_hub
     app.state.rate_limiter = RateLimiter(settings.requests_per_second, settings.request_burst)
+    app.state.telemetry_feed = telemetry_feed
     install_error_handlers(app)
     app.include_router(
-        probe_router(rt, "api", before_scrape=[telemetry_service.refresh_active_sensors])
+        probe_router(
+            rt,
+            "api",
+            before_scrape=[partial(telemetry_service.refresh_active_sensors, rt.broker, settings)],
+        )
     )
     app.include_router(drones_router)
     app.include_router(alerts_router)

@@ -1,4 +1,5 @@
-"""The worker service: task routing and timeouts (seed 003), and the outbox relay.
+"""The worker service: task routing and timeouts (seed 003), telemetry consumers (seed 004),
+and the outbox relay.
 
 It is woken by the bus (a task created or ended, a drone online) to route that drone at once,
 and it sweeps on a timer as the backstop and to enforce timeouts. Any number may run: they
@@ -18,12 +19,13 @@ import orjson
 from fastapi import FastAPI
 
 from services.worker.routing import TaskRouter
+from services.worker.telemetry import TelemetryConsumers
 from services.worker.timeouts import TimeoutSweeper
 from shared.broker import Subscription
 from shared.channels import ChannelKind, drone_kind_pattern
 from shared.events import EventName, PublishedEvent
 from shared.logging import get_logger
-from shared.models import DOCUMENT_MODELS
+from shared.models import OUTBOX_MODELS
 from shared.outbox import OutboxRelay
 from shared.probes import probe_router
 from shared.runtime import Runtime
@@ -45,7 +47,8 @@ class Worker:
         self.router = TaskRouter(runtime.broker, settings, self.id)
         self.sweeper = TimeoutSweeper(runtime.broker, settings)
         # `dronecast dev` already relays in its api; one relay per process is enough.
-        self._relay = OutboxRelay(runtime.broker, list(DOCUMENT_MODELS)) if relay_outbox else None
+        self._relay = OutboxRelay(runtime.broker, list(OUTBOX_MODELS)) if relay_outbox else None
+        self.telemetry = TelemetryConsumers(runtime.broker, settings, self.id)
         self._subscription: Subscription | None = None
         self._due: set[str] = set()
         self._wake = asyncio.Event()
@@ -62,9 +65,11 @@ class Worker:
             self._spawn(self._sweep_forever(), "sweep"),
         ]
         self.wake_all()
+        await self.telemetry.start()
         log.info("worker_started", worker=self.id)
 
     async def stop(self) -> None:
+        await self.telemetry.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

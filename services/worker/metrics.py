@@ -13,3 +13,17 @@ ROUTING_SECONDS = Histogram(
     "Time to route one drone (lease, claim, publish)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+
+TELEMETRY_PROCESSED = Counter(
+    "dronecast_telemetry_processed_total", "Sensor readings judged by this worker's consumers"
+)
+TELEMETRY_STORED = Counter(
+    "dronecast_telemetry_stored_total", "Sensor readings stored (a reading redone is stored once)"
+)
+TELEMETRY_REDELIVERED = Counter(
+    "dronecast_telemetry_redelivered_total",
+    "Stream entries taken over from a consumer that stopped before acknowledging them",
+)
+TELEMETRY_PARTITIONS = Gauge(
+    "dronecast_telemetry_partitions_owned", "Telemetry partitions this worker consumes"
+)

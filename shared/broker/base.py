@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from shared.broker.streams import Streams
 from shared.channels import ALL_DRONES_PATTERN, DRONE_PREFIX, parse_channel, slot_of
 from shared.events import PendingEvent, PublishedEvent, parse_event_id
 
@@ -102,6 +103,11 @@ class Subscription(Protocol):
 
 
 class Broker(Protocol):
+    @property
+    def streams(self) -> Streams:
+        """Partitioned streams with consumer groups (telemetry's bus)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...

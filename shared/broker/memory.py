@@ -22,6 +22,7 @@ from shared.broker.base import (
     published_from_wire,
     wants,
 )
+from shared.broker.streams import MemoryStreams
 from shared.events import PendingEvent, PublishedEvent, envelope_bytes, parse_event_id
 
 
@@ -58,6 +59,11 @@ class MemoryBroker:
         self._subscriptions: set[MemorySubscription] = set()
         self._last_ms = 0
         self._seq = 0
+        self._streams = MemoryStreams()
+
+    @property
+    def streams(self) -> MemoryStreams:
+        return self._streams
 
     async def start(self) -> None:
         return None

@@ -34,6 +34,7 @@ from shared.broker.base import (
     id_after,
     published_from_wire,
 )
+from shared.broker.redis_streams import RedisStreams
 from shared.broker.tail import StreamTail
 from shared.channels import EPOCH_KEY, EVENT_STREAM, published_key, snapshot_key
 from shared.events import PendingEvent, PublishedEvent, envelope_bytes, parse_event_id
@@ -343,6 +344,13 @@ class RedisBroker:
         self._script: Any = None
         self._subscriptions: list[RedisSubscription] = []
         self._tail: StreamTail | None = None
+        self._streams: RedisStreams | None = None
+
+    @property
+    def streams(self) -> RedisStreams:
+        if self._streams is None:
+            raise RuntimeError("RedisBroker.start() was not called")
+        return self._streams
 
     @property
     def client(self) -> aioredis.Redis:
@@ -357,6 +365,7 @@ class RedisBroker:
         self._tail = StreamTail(
             self._read_page, min(self._max_events, REPLAY_COPY_EVENTS), self._retention_ms
         )
+        self._streams = RedisStreams(self._client)
 
     async def close(self) -> None:
         for subscription in self._subscriptions:

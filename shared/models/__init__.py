@@ -1,8 +1,9 @@
 from shared.models.alert import Alert
+from shared.models.base import OutboxMixin
 from shared.models.drone import Drone
 from shared.models.presence import DevicePresence
 from shared.models.task import ProcessingResult, ProcessingTask, RoutingLease
-from shared.models.telemetry import TelemetryReading
+from shared.models.telemetry import TelemetryAlert, TelemetryReading
 
 DOCUMENT_MODELS: list[type] = [
     Drone,
@@ -12,15 +13,21 @@ DOCUMENT_MODELS: list[type] = [
     ProcessingResult,
     RoutingLease,
     TelemetryReading,
+    TelemetryAlert,
 ]
+# The models whose documents carry an outbox: what the outbox relay looks through. Not the
+# readings, which publish nothing and are many.
+OUTBOX_MODELS: list[type] = [model for model in DOCUMENT_MODELS if issubclass(model, OutboxMixin)]
 
 __all__ = [
     "DOCUMENT_MODELS",
+    "OUTBOX_MODELS",
     "Alert",
     "DevicePresence",
     "Drone",
     "ProcessingResult",
     "ProcessingTask",
     "RoutingLease",
+    "TelemetryAlert",
     "TelemetryReading",
 ]

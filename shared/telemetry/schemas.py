@@ -38,6 +38,8 @@ def _depth(value: Any) -> int:
 
 
 def _small(metadata: dict[str, Any]) -> dict[str, Any]:
+    if not metadata:  # most readings carry none: nothing to measure
+        return metadata
     if _depth(metadata) > MAX_METADATA_DEPTH:
         raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
     if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
@@ -95,12 +97,24 @@ class ReadingOut(BaseModel):
     timestamp: str
     drone_serial: str | None
     received_at: str
-    is_anomaly: bool
-    anomaly_score: float = Field(description="|value - mean| / std of the sensor's history")
+    is_anomaly: bool = Field(description="Inside an anomaly the detector found")
+    anomaly_score: float = Field(
+        description="The detector's strongest test relative to its threshold (1.0 at it)"
+    )
+    anomaly_kind: str | None = Field(description="jump, stuck, noise or drift; anomalies only")
     severity: Severity | None = Field(description="Anomalies only")
     message: str | None = Field(description="Anomalies only")
-    resolved: bool
-    resolved_at: str | None
+
+
+class AcceptedReading(BaseModel):
+    """A reading as taken onto the bus: durable, judged and stored shortly after."""
+
+    id: str = Field(description="From sensor and timestamp when the reading has a timestamp")
+    sensor_id: str
+    drone_serial: str | None
+    timestamp: str
+    received_at: str
+    status: str = Field(description='"accepted"')
 
 
 class ReadingList(BaseModel):
@@ -125,6 +139,7 @@ class AnomalyAlertOut(BaseModel):
     sensor_type: str
     location: str | None
     drone_serial: str | None
+    kind: str = Field(description="jump, stuck, noise, drift or silence")
 
 
 class AnomalyAlertList(BaseModel):
@@ -136,7 +151,7 @@ class AnomalyAlertList(BaseModel):
 
 
 class MonitoringStats(BaseModel):
-    sensor_data_total: int = Field(description="Readings stored")
+    sensor_data_total: int = Field(description="Readings stored (and not expired)")
     anomalies_detected_total: int
     unresolved_anomalies: int
     active_sensors_count: int = Field(description="Sensors with a reading in the last 5 minutes")
@@ -150,21 +165,35 @@ class ReadingFilters(BaseModel):
     location: str | None = None
     drone_serial: str | None = None
     is_anomaly: bool | None = None
-    severity: Severity | None = None
-    resolved: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
 
     def query(self) -> dict[str, Any]:
-        query: dict[str, Any] = {}
-        for field in ("sensor_id", "sensor_type", "location", "drone_serial"):
-            value = getattr(self, field)
-            if value is not None:
-                query[field] = value
-        for flag in ("is_anomaly", "resolved"):
-            value = getattr(self, flag)
-            if value is not None:
-                query[flag] = value
+        query: dict[str, Any] = {
+            field: getattr(self, field)
+            for field in ("sensor_id", "sensor_type", "location", "drone_serial", "is_anomaly")
+            if getattr(self, field) is not None
+        }
+        window = time_window(self.since, self.until)
+        if window:
+            query["timestamp"] = window
+        return query
+
+
+class AlertFilters(BaseModel):
+    severity: Severity | None = None
+    resolved: bool | None = None
+    sensor_id: str | None = None
+    drone_serial: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def query(self) -> dict[str, Any]:
+        query: dict[str, Any] = {
+            field: getattr(self, field)
+            for field in ("resolved", "sensor_id", "drone_serial")
+            if getattr(self, field) is not None
+        }
         if self.severity is not None:
             query["severity"] = self.severity.value
         window = time_window(self.since, self.until)

@@ -1,44 +1,78 @@
-"""Telemetry (seed 004): store readings, flag anomalies, list them, resolve them, count them.
+"""Telemetry (seed 004): take readings onto the bus, list them, list and resolve alerts, count.
 
-Each reading is judged against the sensor's previous `TELEMETRY_HISTORY_SIZE` readings as
-stored in MongoDB (`detection.judge`), so any replica gives the same verdict. An anomaly is the
-reading itself, flagged, with its `telemetry.anomaly` event in the same insert (outbox); normal
-readings publish nothing. Resolving compare-and-sets `resolved: false -> true` and publishes
-`telemetry.anomaly` again with the alert's new state.
+`ingest` is the api's half: it checks the whole batch, gives each reading its id, and appends
+it to its partition's stream in one step, so a 2xx means the batch is durable, and a batch is
+taken or refused whole. The other half, judging and storing, is `pipeline.PartitionProcessor`,
+run by the consumers (`services/worker/telemetry.py`).
+
+A reading's id comes from its sensor and its timestamp, so a reading sent twice (a client that
+retries) is stored once. A reading without a timestamp is stamped on arrival and gets a fresh
+id: there is nothing to recognise a repeat of it by.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import time
-from collections import deque
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from beanie import PydanticObjectId
 
 from shared.auth import Action, Principal
 from shared.broker import Broker
+from shared.channels import telemetry_active, telemetry_partition, telemetry_stream
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.events import EventName, PendingEvent
+from shared.events import EventName, PendingEvent, format_timestamp
 from shared.logging import get_logger
-from shared.models import TelemetryReading
+from shared.models import TelemetryAlert, TelemetryReading
 from shared.models.alert import Severity
 from shared.models.base import utcnow
 from shared.outbox import drain, outbox_entries
 from shared.settings import Settings
 from shared.telemetry import metrics
-from shared.telemetry.detection import judge
 from shared.telemetry.repository import TelemetryRepository, telemetry_repository
-from shared.telemetry.schemas import ReadingFilters, ReadingIn
+from shared.telemetry.schemas import AlertFilters, ReadingFilters, ReadingIn
 
 log = get_logger(__name__)
 
 ACTIVE_WINDOW = timedelta(minutes=5)
+_EPOCH = datetime(1970, 1, 1)
+
+
+def to_millis(moment: datetime) -> int:
+    """Naive UTC (as stored) to epoch milliseconds."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_millis(millis: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=millis)
+
+
+def iso_millis(millis: int) -> str:
+    """Epoch milliseconds as the API writes times: ISO 8601, UTC, milliseconds, "Z"."""
+    return from_millis(millis).isoformat(timespec="milliseconds") + "Z"
+
+
+def stable_id(seconds: int, *parts: str) -> PydanticObjectId:
+    """An ObjectId made of a time (its first 4 bytes, as ObjectIds are) and a digest of
+    `parts`: the same parts always give the same id."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return PydanticObjectId(struct.pack(">I", max(0, min(seconds, 0xFFFFFFFF))) + digest)
+
+
+def sensor_key(drone_serial: str | None, sensor_id: str) -> str:
+    """Detector state is per sensor of a drone: two drones may name a sensor alike."""
+    return f"{drone_serial or ''}/{sensor_id}"
 
 
 def scoped(principal: Principal, query: dict[str, Any]) -> dict[str, Any]:
-    """Narrow a query to the readings of the drones the caller may see (a scoped token sees
-    no reading that names no drone)."""
+    """Narrow a query to the drones the caller may see (a scoped token sees nothing that
+    names no drone)."""
     if principal.drones is None:
         return query
     wanted = query.get("drone_serial")
@@ -47,16 +81,20 @@ def scoped(principal: Principal, query: dict[str, Any]) -> dict[str, Any]:
     return {**query, "drone_serial": {"$in": sorted(principal.drones)}}
 
 
-def _visible(principal: Principal, reading: TelemetryReading) -> bool:
+def _visible(principal: Principal, drone_serial: str | None) -> bool:
     if principal.drones is None:
         return True
-    return reading.drone_serial is not None and reading.drone_serial in principal.drones
+    return drone_serial is not None and drone_serial in principal.drones
 
 
-def anomaly_event(reading: TelemetryReading) -> PendingEvent:
+def anomaly_event(alert: TelemetryAlert, uid: str | None = None) -> PendingEvent:
     """`telemetry.anomaly` on `drone:{serial}:telemetry` (Socket.IO `alert:event`), or on
     `drone:all:telemetry` for a sensor on no drone; `data` is the alert."""
-    return PendingEvent(EventName.TELEMETRY_ANOMALY, reading.drone_serial, reading.public_alert())
+    if uid is None:
+        return PendingEvent(EventName.TELEMETRY_ANOMALY, alert.drone_serial, alert.public_alert())
+    return PendingEvent(
+        EventName.TELEMETRY_ANOMALY, alert.drone_serial, alert.public_alert(), uid=uid
+    )
 
 
 class TelemetryService:
@@ -77,102 +115,107 @@ class TelemetryService:
         settings: Settings,
         principal: Principal,
         bodies: list[ReadingIn],
-    ) -> list[TelemetryReading]:
-        """Judge and store `bodies` in the order given, each against the history before it
-        (earlier readings of the same batch included); publish what is anomalous."""
-        for body in bodies:  # all or nothing: refuse before anything is stored
+    ) -> list[dict[str, Any]]:
+        """Append `bodies` to their partitions' streams, all or none; returns, in the order
+        given, each reading's id, sensor, drone, timestamp and received_at."""
+        for body in bodies:  # all or nothing: refuse before anything is appended
             self._authorize_sender(principal, body)
         started = time.perf_counter()
-        size = settings.telemetry_history_size
         now = utcnow()
-        histories: dict[str, deque[float]] = {}
-        readings: list[TelemetryReading] = []
+        received = to_millis(now)
+        received_at = format_timestamp(now)
+        partitions: dict[int, list[dict[str, Any]]] = {}
+        accepted: list[dict[str, Any]] = []
         for body in bodies:
-            history = histories.get(body.sensor_id)
-            if history is None:
-                newest_first = await self.repository.recent_values(body.sensor_id, size)
-                history = histories[body.sensor_id] = deque(reversed(newest_first), maxlen=size)
-            verdict = judge(
-                body.value,
-                list(history),
-                settings.telemetry_min_samples,
-                settings.telemetry_anomaly_z,
-                body.sensor_type,
-                body.unit,
+            if body.timestamp is not None:
+                millis = to_millis(body.timestamp)  # naive UTC; MongoDB keeps milliseconds
+                key = sensor_key(body.drone_serial, body.sensor_id)
+                reading_id = str(stable_id(millis // 1000, key, str(millis)))
+            else:
+                millis, reading_id = received, str(PydanticObjectId())
+            partition = telemetry_partition(
+                body.drone_serial or body.sensor_id, settings.telemetry_partitions
             )
-            history.append(body.value)
-            reading = TelemetryReading(
-                id=PydanticObjectId(),
-                sensor_id=body.sensor_id,
-                sensor_type=body.sensor_type,
-                value=body.value,
-                unit=body.unit,
-                location=body.location,
-                metadata=body.metadata,
-                timestamp=body.timestamp or now,
-                drone_serial=body.drone_serial,
-                received_at=now,
-                is_anomaly=verdict.is_anomaly,
-                anomaly_score=verdict.score,
-                severity=verdict.severity,
-                message=verdict.message,
+            partitions.setdefault(partition, []).append(
+                {
+                    "id": reading_id,
+                    "sensor_id": body.sensor_id,
+                    "sensor_type": body.sensor_type,
+                    "value": body.value,
+                    "unit": body.unit,
+                    "location": body.location,
+                    "metadata": body.metadata,
+                    "t": millis,
+                    "drone_serial": body.drone_serial,
+                    "rt": received,
+                }
             )
-            if verdict.is_anomaly:
-                reading.outbox = outbox_entries([anomaly_event(reading)])
-            readings.append(reading)
-        await self.repository.insert_many(readings)
-        for reading in readings:
-            if reading.outbox:
-                await drain(broker, TelemetryReading, reading.id, reading.outbox)
-                reading.outbox = []
-                metrics.ANOMALIES.labels(str(reading.severity)).inc()
-                log.info(
-                    "telemetry_anomaly",
-                    sensor_id=reading.sensor_id,
-                    drone_serial=reading.drone_serial,
-                    severity=str(reading.severity),
-                    anomaly_score=reading.anomaly_score,
-                )
-        metrics.SENSOR_DATA.inc(len(readings))
+            accepted.append(
+                {
+                    "id": reading_id,
+                    "sensor_id": body.sensor_id,
+                    "drone_serial": body.drone_serial,
+                    "timestamp": iso_millis(millis),
+                    "received_at": received_at,
+                    "status": "accepted",
+                }
+            )
+        await broker.streams.append(
+            [(telemetry_stream(p), orjson.dumps(records)) for p, records in partitions.items()]
+        )
+        metrics.SENSOR_DATA.inc(len(bodies))
         metrics.PROCESSING.observe(time.perf_counter() - started)
-        return readings
+        return accepted
 
     async def find(
         self, principal: Principal, filters: ReadingFilters, limit: int, offset: int
     ) -> tuple[list[TelemetryReading], int]:
-        return await self.repository.find_page(scoped(principal, filters.query()), limit, offset)
+        return await self.repository.find_readings(
+            scoped(principal, filters.query()), limit, offset
+        )
 
     async def find_alerts(
-        self, principal: Principal, filters: ReadingFilters, limit: int, offset: int
-    ) -> tuple[list[TelemetryReading], int]:
-        query = {**filters.query(), "is_anomaly": True}
-        return await self.repository.find_page(scoped(principal, query), limit, offset)
+        self, principal: Principal, filters: AlertFilters, limit: int, offset: int
+    ) -> tuple[list[TelemetryAlert], int]:
+        return await self.repository.find_alerts(scoped(principal, filters.query()), limit, offset)
 
-    async def resolve(
-        self, broker: Broker, principal: Principal, reading_id: str
-    ) -> TelemetryReading:
+    async def resolve(self, broker: Broker, principal: Principal, alert_id: str) -> TelemetryAlert:
         """`resolved: false -> true`, once: 409 when it already is, 404 when it is not an
-        anomaly the caller may see."""
-        reading = await self.repository.get(reading_id)
-        if reading is None or not reading.is_anomaly or not _visible(principal, reading):
-            raise NotFound(f"no anomaly alert with id '{reading_id}'")
-        if reading.resolved:
-            raise Conflict(f"anomaly alert '{reading_id}' is already resolved")
+        alert the caller may see."""
+        alert = await self.repository.get_alert(alert_id)
+        if alert is None or not _visible(principal, alert.drone_serial):
+            raise NotFound(f"no anomaly alert with id '{alert_id}'")
+        if alert.resolved:
+            raise Conflict(f"anomaly alert '{alert_id}' is already resolved")
         changes = {"resolved": True, "resolved_at": utcnow()}
-        event = anomaly_event(reading.model_copy(update=changes))
-        written = await self.repository.resolve(reading, changes, outbox_entries([event]))
+        event = anomaly_event(alert.model_copy(update=changes))
+        written = await self.repository.resolve(alert, changes, outbox_entries([event]))
         if written is None:  # resolved by someone else since we read it
-            raise Conflict(f"anomaly alert '{reading_id}' is already resolved")
-        await drain(broker, TelemetryReading, written.id, written.outbox)
-        log.info("telemetry_anomaly_resolved", reading_id=reading_id, sensor_id=written.sensor_id)
+            raise Conflict(f"anomaly alert '{alert_id}' is already resolved")
+        await drain(broker, TelemetryAlert, written.id, written.outbox)
+        log.info("telemetry_anomaly_resolved", alert_id=alert_id, sensor_id=written.sensor_id)
         return written
 
-    async def stats(self, principal: Principal) -> dict[str, Any]:
-        """Counts over the readings the caller may see (every one for an unscoped token)."""
+    async def active_sensors(
+        self, broker: Broker, settings: Settings, drones: frozenset[str] | None = None
+    ) -> int:
+        """Sensors with a reading received in the last 5 minutes, of `drones` (None: all),
+        from the consumers' sets of active sensors: no scan of the readings."""
+        since = time.time() - ACTIVE_WINDOW.total_seconds()
+        keys = [telemetry_active(p) for p in range(settings.telemetry_partitions)]
+        members = set(await broker.streams.active_since(keys, since))
+        if drones is None:
+            return len(members)
+        return sum(1 for member in members if member.partition("/")[0] in drones)
+
+    async def stats(
+        self, broker: Broker, settings: Settings, principal: Principal
+    ) -> dict[str, Any]:
+        """Counts over what the caller may see (everything for an unscoped token)."""
         scope = scoped(principal, {})
         total = await self.repository.count(scope)
-        counts = await self.repository.anomaly_counts(scope)
-        active = await self.repository.active_sensors(scope, utcnow() - ACTIVE_WINDOW)
+        counts = await self.repository.alert_counts(scope)
+        active = await self.active_sensors(broker, settings, principal.drones)
         if principal.drones is None:
             metrics.ACTIVE_SENSORS.set(active)
         by_severity = {
@@ -192,10 +235,9 @@ class TelemetryService:
             "unresolved_by_severity": unresolved,
         }
 
-    async def refresh_active_sensors(self) -> None:
+    async def refresh_active_sensors(self, broker: Broker, settings: Settings) -> None:
         """Sets the `active_sensors_count` gauge (fleet-wide) before a Prometheus scrape."""
-        active = await self.repository.active_sensors({}, utcnow() - ACTIVE_WINDOW)
-        metrics.ACTIVE_SENSORS.set(active)
+        metrics.ACTIVE_SENSORS.set(await self.active_sensors(broker, settings))
 
 
 telemetry_service = TelemetryService(telemetry_repository)

@@ -12,7 +12,7 @@ import pytest
 
 from services.api.main import create_app
 from shared import outbox
-from shared.models import DOCUMENT_MODELS
+from shared.models import OUTBOX_MODELS
 from shared.mongo_embedded import EmbeddedMongoClient
 from shared.outbox import OutboxRelay
 from shared.runtime import Runtime
@@ -61,13 +61,13 @@ async def test_events_of_a_write_whose_process_died_are_published_by_another_rep
     await asyncio.sleep(0.1)
     assert events.names == ["drone.created"]  # the write happened, its events did not go out
 
-    relayed = await OutboxRelay(other.broker, list(DOCUMENT_MODELS)).relay_once(grace=0)
+    relayed = await OutboxRelay(other.broker, list(OUTBOX_MODELS)).relay_once(grace=0)
     assert relayed == 2
     await events.wait_for(3)
     assert events.names == ["drone.created", "drone.updated", "drone.stream.status"]
     assert events.events[1]["data"]["changes"] == {"streamIsOn": {"old": False, "new": True}}
     # Relaying again publishes nothing twice.
-    assert await OutboxRelay(other.broker, list(DOCUMENT_MODELS)).relay_once(grace=0) == 0
+    assert await OutboxRelay(other.broker, list(OUTBOX_MODELS)).relay_once(grace=0) == 0
     await asyncio.sleep(0.1)
     assert len(events.events) == 3
 

@@ -11,34 +11,42 @@ page: the queries it sends need a token like any other).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
 from cross_web import HTTPException as GraphQLHTTPException
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from graphql import GraphQLError
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.scalars import JSON
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UNSET, UnsetType
 
 from services.api.deps import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
-from services.api.security import CanRead
-from shared.auth import Principal
+from services.api.security import bearer, current_principal
+from services.api.telemetry.feed import TelemetryFeed, TooSlow
+from shared.auth import ANONYMOUS_ADMIN, Action, Principal, verify_token
 from shared.drones.schemas import SERIAL_PATTERN
 from shared.errors import DroneCastError
+from shared.limits import RateLimiter
 from shared.logging import get_logger
-from shared.models import TelemetryReading
+from shared.models import TelemetryAlert, TelemetryReading
 from shared.models.alert import Severity
 from shared.schemas import IsoDatetime
 from shared.settings import Settings
-from shared.telemetry.schemas import ReadingFilters
+from shared.telemetry.schemas import AlertFilters, ReadingFilters
 from shared.telemetry.service import telemetry_service
 
 log = get_logger(__name__)
@@ -62,8 +70,8 @@ class _Page(BaseModel):
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
-    def filters(self) -> ReadingFilters:
-        return ReadingFilters(**self.model_dump(exclude={"limit", "offset"}))
+    def values(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"limit", "offset"})
 
 
 class _ReadingArgs(_Page):
@@ -114,12 +122,18 @@ class SensorReading:
     metadata: JSON
     timestamp: str = strawberry.field(description="ISO 8601, UTC, milliseconds")
     is_anomaly: bool
-    anomaly_score: float = strawberry.field(description="|value - mean| / std of the history")
+    anomaly_score: float = strawberry.field(
+        description="The detector's strongest test relative to its threshold (1.0 at it)"
+    )
+    anomaly_kind: str | None = strawberry.field(description="jump, stuck, noise or drift")
     drone_serial: str | None
 
     @classmethod
     def of(cls, reading: TelemetryReading) -> SensorReading:
-        public = reading.public()  # the REST body: same values, same formats
+        return cls.from_public(reading.public())  # the REST body: same values, same formats
+
+    @classmethod
+    def from_public(cls, public: dict[str, Any]) -> SensorReading:
         return cls(
             id=strawberry.ID(public["id"]),
             sensor_id=public["sensor_id"],
@@ -131,11 +145,12 @@ class SensorReading:
             timestamp=public["timestamp"],
             is_anomaly=public["is_anomaly"],
             anomaly_score=public["anomaly_score"],
+            anomaly_kind=public["anomaly_kind"],
             drone_serial=public["drone_serial"],
         )
 
 
-@strawberry.type(description="An anomaly alert: a flagged reading.")
+@strawberry.type(description="An anomaly alert: a flagged reading, or a sensor gone silent.")
 class AnomalyAlert:
     id: strawberry.ID
     sensor_id: str
@@ -149,10 +164,14 @@ class AnomalyAlert:
     unit: str | None
     anomaly_score: float
     drone_serial: str | None
+    kind: str = strawberry.field(description="jump, stuck, noise, drift or silence")
 
     @classmethod
-    def of(cls, reading: TelemetryReading) -> AnomalyAlert:
-        public = reading.public_alert()
+    def of(cls, alert: TelemetryAlert) -> AnomalyAlert:
+        return cls.from_public(alert.public_alert())
+
+    @classmethod
+    def from_public(cls, public: dict[str, Any]) -> AnomalyAlert:
         return cls(
             id=strawberry.ID(public["id"]),
             sensor_id=public["sensor_id"],
@@ -166,13 +185,34 @@ class AnomalyAlert:
             unit=public["unit"],
             anomaly_score=public["anomaly_score"],
             drone_serial=public["drone_serial"],
+            kind=public["kind"],
         )
 
 
 class GraphQLContext(BaseContext):
-    def __init__(self, principal: Principal) -> None:
+    """Who is asking. Over HTTP the bearer token says it before any GraphQL runs; over the
+    WebSocket, `connection_init` does (`on_ws_connect`), and `principal` is set then."""
+
+    def __init__(self, principal: Principal | None) -> None:
         super().__init__()
         self.principal = principal
+        self.connection_params: dict[str, Any] | None = None
+
+    @property
+    def who(self) -> Principal:
+        if self.principal is None:  # strawberry runs nothing before connection_ack
+            raise GraphQLError("not authenticated", extensions={"code": "UNAUTHENTICATED"})
+        return self.principal
+
+    @property
+    def connection(self) -> HTTPConnection:
+        assert self.request is not None  # strawberry sets it before any resolver runs
+        return self.request
+
+    @property
+    def feed(self) -> TelemetryFeed:
+        feed: TelemetryFeed = self.connection.app.state.telemetry_feed
+        return feed
 
 
 Info = strawberry.Info[GraphQLContext, None]
@@ -210,7 +250,7 @@ class Query:
             offset=offset,
         )
         readings, _ = await telemetry_service.find(
-            info.context.principal, args.filters(), args.limit, args.offset
+            info.context.who, ReadingFilters(**args.values()), args.limit, args.offset
         )
         return [SensorReading.of(reading) for reading in readings]
 
@@ -241,9 +281,97 @@ class Query:
             offset=offset,
         )
         alerts, _ = await telemetry_service.find_alerts(
-            info.context.principal, args.filters(), args.limit, args.offset
+            info.context.who, AlertFilters(**args.values()), args.limit, args.offset
         )
         return [AnomalyAlert.of(alert) for alert in alerts]
+
+
+class _LiveReadingArgs(BaseModel):
+    sensor_id: SerialArg | None = None
+    sensor_type: LabelArg | None = None
+    drone_serial: SerialArg | None = None
+    is_anomaly: bool | None = None
+
+
+class _LiveAlertArgs(BaseModel):
+    severity: Severity | None = None
+    sensor_id: SerialArg | None = None
+    drone_serial: SerialArg | None = None
+
+
+def _live_args(model: type[BaseModel], **values: Any) -> Any:
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(to_camel(str(part)) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()[:5]
+        ]
+        raise GraphQLError("; ".join(problems), extensions={"code": "BAD_USER_INPUT"}) from None
+
+
+def _matches(item: dict[str, Any], principal: Principal, wanted: dict[str, Any]) -> bool:
+    """In the caller's scope, and equal to each filter it gave."""
+    if principal.drones is not None and item.get("drone_serial") not in principal.drones:
+        return False
+    return all(value is None or item.get(field) == value for field, value in wanted.items())
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Each reading as it is judged, of the drones the token may see."
+    )
+    async def sensor_data(
+        self,
+        info: Info,
+        sensor_id: str | None = None,
+        sensor_type: str | None = None,
+        drone_serial: str | None = None,
+        is_anomaly: bool | None = None,
+    ) -> AsyncGenerator[SensorReading, None]:
+        principal = info.context.who
+        args = _live_args(
+            _LiveReadingArgs,
+            sensor_id=sensor_id,
+            sensor_type=sensor_type,
+            drone_serial=drone_serial,
+            is_anomaly=is_anomaly,
+        )
+        wanted = args.model_dump()
+        try:
+            async for reading in info.context.feed.readings(
+                lambda item: _matches(item, principal, wanted)
+            ):
+                yield SensorReading.from_public(reading)
+        except TooSlow as exc:
+            raise GraphQLError(str(exc), extensions={"code": "SLOW_CONSUMER"}) from None
+
+    @strawberry.subscription(
+        description="Each anomaly alert as it is raised (or resolved), of the drones the token "
+        "may see."
+    )
+    async def anomaly_alerts(
+        self,
+        info: Info,
+        severity: Annotated[
+            str | None, strawberry.argument(description="critical, high, medium or low")
+        ] = None,
+        sensor_id: str | None = None,
+        drone_serial: str | None = None,
+    ) -> AsyncGenerator[AnomalyAlert, None]:
+        principal = info.context.who
+        args = _live_args(
+            _LiveAlertArgs, severity=severity, sensor_id=sensor_id, drone_serial=drone_serial
+        )
+        wanted = args.model_dump(mode="json")
+        try:
+            async for alert in info.context.feed.alerts(
+                lambda item: _matches(item, principal, wanted)
+            ):
+                yield AnomalyAlert.from_public(alert)
+        except TooSlow as exc:
+            raise GraphQLError(str(exc), extensions={"code": "SLOW_CONSUMER"}) from None
 
 
 # --- schema and router ------------------------------------------------------------------------
@@ -256,6 +384,15 @@ def _unexpected(error: GraphQLError) -> bool:
 
 
 class _Schema(strawberry.Schema):
+    async def execute(self, query: str | None, **kwargs: Any) -> Any:  # type: ignore[override]
+        # Over HTTP (what `execute` serves) only queries: subscriptions go over the WebSocket,
+        # and strawberry's multipart subscriptions over POST are not offered (a 400 says so).
+        allowed: set[OperationType] = set(
+            kwargs.pop("allowed_operation_types", None) or (OperationType.QUERY,)
+        )
+        allowed.discard(OperationType.SUBSCRIPTION)
+        return await super().execute(query, allowed_operation_types=allowed, **kwargs)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -272,6 +409,7 @@ class _Schema(strawberry.Schema):
 
 schema = _Schema(
     query=Query,
+    subscription=Subscription,
     # Factories: strawberry builds a fresh extension per request.
     extensions=[
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
@@ -282,11 +420,57 @@ schema = _Schema(
 )
 
 
-async def graphql_context(principal: CanRead) -> GraphQLContext:
+async def graphql_context(connection: HTTPConnection) -> GraphQLContext:
+    """Over HTTP, what a REST read needs (a token with `read`: 401/403 before any GraphQL);
+    a WebSocket says who it is in `connection_init` (`_Router.on_ws_connect`)."""
+    if connection.scope["type"] == "websocket":
+        return GraphQLContext(None)
+    request = cast(Request, connection)
+    principal = await current_principal(request, await bearer(request))
+    principal.require(Action.READ)
     return GraphQLContext(principal)
 
 
+def _ws_token(context: GraphQLContext) -> str | None:
+    """The token of a subscription connection: in `connection_init`'s payload
+    (`{"Authorization": "Bearer <token>"}` or `{"token": "<token>"}`), else the handshake's
+    Authorization header or `?token=`."""
+    params = context.connection_params or {}
+    for key in ("Authorization", "authorization"):
+        value = params.get(key)
+        if isinstance(value, str) and value.lower().startswith("bearer "):
+            return value[7:].strip()
+    if isinstance(params.get("token"), str):
+        return str(params["token"])
+    header = context.connection.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return context.connection.query_params.get("token")
+
+
 class _Router(GraphQLRouter[GraphQLContext, None]):
+    async def on_ws_connect(self, context: GraphQLContext) -> UnsetType | dict[str, object] | None:
+        """Authenticate a subscription connection as REST authenticates a request, and hold
+        it to the connection limit per client; a refusal closes it with 4403 (the protocol's
+        Forbidden)."""
+        settings: Settings = context.connection.app.state.settings
+        try:
+            if not settings.auth_enabled:
+                principal = ANONYMOUS_ADMIN
+            else:
+                token = _ws_token(context)
+                if token is None:
+                    raise ConnectionRejectionError({"error": "Unauthorized"})
+                principal = verify_token(settings, token)
+            principal.require(Action.READ)
+        except DroneCastError as exc:
+            raise ConnectionRejectionError({"error": type(exc).__name__}) from None
+        limiter: RateLimiter = context.connection.app.state.rate_limiter
+        if not limiter.allow(f"sub:{principal.sub}" if principal is not ANONYMOUS_ADMIN else "ws"):
+            raise ConnectionRejectionError({"error": "RateLimited"})
+        context.principal = principal
+        return UNSET
+
     def decode_json(self, data: str | bytes) -> object:
         # strawberry fails (a 500) on a body that is not UTF-8, too deeply nested to decode, or
         # not an object.
@@ -348,17 +532,18 @@ def graphql_router(settings: Settings) -> APIRouter:
         allow_queries_via_get=False,
         context_getter=graphql_context,
         tags=["telemetry"],
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
     )
-    # Queries go by POST only: drop strawberry's GET and WebSocket (subscription) routes.
+    # Queries go by POST only, subscriptions over the WebSocket: drop strawberry's GET route.
     router.routes = [
         route
         for route in router.routes
-        if isinstance(route, APIRoute) and route.methods == {"POST"}
+        if not isinstance(route, APIRoute) or route.methods == {"POST"}
     ]
     for route in router.routes:
-        assert isinstance(route, APIRoute)
-        route.summary = "Run a GraphQL query (seed 004's sensorData, anomalyAlerts)"
-        route.openapi_extra = {"requestBody": REQUEST_BODY}  # strawberry reads the body itself
+        if isinstance(route, APIRoute):
+            route.summary = "Run a GraphQL query (seed 004's sensorData, anomalyAlerts)"
+            route.openapi_extra = {"requestBody": REQUEST_BODY}  # strawberry reads the body
     if settings.environment != "production":
         router.add_api_route(
             PATH, graphiql, methods=["GET"], response_class=HTMLResponse, summary="GraphiQL"

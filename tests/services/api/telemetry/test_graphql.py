@@ -4,6 +4,8 @@ answers is what the REST lists answer (same filters, scope and order), in camelC
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -12,7 +14,7 @@ import pytest
 from services.api.main import create_app
 from tests.conftest import drop_database, make_settings
 from tests.fixtures.auth import SECRET, bearer
-from tests.services.api.telemetry.test_endpoints import reading, send, steady
+from tests.fixtures.telemetry import DATA, product_client, recent, series, settle, steady
 
 GRAPHQL = "/api/v1/graphql"
 
@@ -42,12 +44,40 @@ query {
 """
 READING_FIELDS = (
     "id sensorId sensorType value unit location metadata timestamp isAnomaly anomalyScore "
-    "droneSerial"
+    "anomalyKind droneSerial"
 )
 ALERT_FIELDS = (
     "id sensorId sensorType severity message timestamp resolved resolvedAt value unit "
-    "anomalyScore droneSerial"
+    "anomalyScore droneSerial kind"
 )
+
+
+@pytest.fixture
+async def tele() -> AsyncIterator[httpx.AsyncClient]:
+    async for client in product_client(make_settings()):
+        yield client
+
+
+@pytest.fixture
+async def secured() -> AsyncIterator[httpx.AsyncClient]:
+    async for client in product_client(make_settings(auth_enabled=True, secret_key=SECRET)):
+        yield client
+
+
+async def send(client: httpx.AsyncClient, body: Any, **kwargs: Any) -> Any:
+    response = await client.post(DATA, json=body, **kwargs)
+    assert response.status_code == 202, response.text
+    await settle(client)
+    return response.json()
+
+
+async def spiked(client: httpx.AsyncClient, sensor: str, value: float, **fields: Any) -> dict:
+    """40 readings at rest, one far off, one at rest; the far one as REST lists it."""
+    await send(client, series([*steady(40), value, steady(41)[-1]], sensor, **fields))
+    response = await client.get(DATA, params={"sensor_id": sensor, "limit": 2})
+    stored: dict[str, Any] = response.json()["readings"][1]
+    assert stored["value"] == value and stored["is_anomaly"] is True
+    return stored
 
 
 async def graphql(
@@ -79,87 +109,76 @@ async def error_messages(client: httpx.AsyncClient, query: str) -> list[str]:
 
 
 async def test_the_seed_sensor_data_query_answers_the_readings_newest_first(
-    api_client: httpx.AsyncClient,
+    tele: httpx.AsyncClient,
 ) -> None:
-    stored = await send(api_client, [*steady(30, "sensor_001"), reading(23.1, "sensor_001")])
-    await send(api_client, reading(5.0, "other"))
-    readings = (await data(api_client, SEED_SENSOR_DATA))["sensorData"]
+    spike = await spiked(tele, "sensor_001", 45.0)
+    await send(tele, series([5.0], "other"))
+    readings = (await data(tele, SEED_SENSOR_DATA))["sensorData"]
+    rest = (await tele.get(DATA, params={"sensor_id": "sensor_001", "limit": 10})).json()
     assert len(readings) == 10
-    spike = readings[0]
-    assert spike == {
-        "id": stored[-1]["id"],
+    assert [item["id"] for item in readings] == [item["id"] for item in rest["readings"]]
+    assert readings[1] == {
+        "id": spike["id"],
         "sensorId": "sensor_001",
-        "value": 23.1,
-        "timestamp": stored[-1]["timestamp"],
+        "value": 45.0,
+        "timestamp": spike["timestamp"],
         "isAnomaly": True,
-        "anomalyScore": pytest.approx(6.2, abs=1e-3),
+        "anomalyScore": spike["anomaly_score"],
     }
-    assert [item["id"] for item in readings] == [item["id"] for item in stored[::-1][:10]]
-    assert [item["isAnomaly"] for item in readings] == [True] + [False] * 9
 
 
 async def test_the_seed_anomaly_alerts_query_answers_the_open_alerts_of_a_severity(
-    api_client: httpx.AsyncClient,
+    tele: httpx.AsyncClient,
 ) -> None:
-    high = await send(api_client, [*steady(30, "x"), reading(22.6, "x")])
-    await send(api_client, [*steady(30, "y"), reading(23.1, "y")])  # critical
-    alerts = (await data(api_client, SEED_ANOMALY_ALERTS))["anomalyAlerts"]
-    assert alerts == [
-        {
-            "id": high[-1]["id"],
-            "sensorId": "x",
-            "severity": "high",
-            "message": high[-1]["message"],
-            "timestamp": high[-1]["timestamp"],
-        }
-    ]
-    resolved = await api_client.put(f"/api/v1/sensors/alerts/{high[-1]['id']}/resolve")
+    high = await spiked(tele, "x", 30.0)  # about three thresholds out
+    await spiked(tele, "y", 500.0)  # critical
+    assert high["severity"] == "high", high
+    alerts = (await data(tele, SEED_ANOMALY_ALERTS))["anomalyAlerts"]
+    assert [(a["id"], a["sensorId"], a["severity"]) for a in alerts] == [(high["id"], "x", "high")]
+    assert alerts[0]["timestamp"] == high["timestamp"] and "noise scales" in alerts[0]["message"]
+    resolved = await tele.put(f"/api/v1/sensors/alerts/{high['id']}/resolve")
     assert resolved.status_code == 200
-    assert (await data(api_client, SEED_ANOMALY_ALERTS))["anomalyAlerts"] == []
+    assert (await data(tele, SEED_ANOMALY_ALERTS))["anomalyAlerts"] == []
 
 
-async def test_every_field_is_the_rest_value_in_camel_case(api_client: httpx.AsyncClient) -> None:
-    stored = await send(
-        api_client,
-        [
-            *steady(30, "s1", drone_serial="SN1", location="roof"),
-            reading(23.1, "s1", drone_serial="SN1", location="roof", metadata={"a": [1, {"b": 2}]}),
-        ],
+async def test_every_field_is_the_rest_value_in_camel_case(tele: httpx.AsyncClient) -> None:
+    rest = await spiked(
+        tele, "s1", 500.0, drone_serial="SN1", location="roof", metadata={"a": [1, {"b": 2}]}
     )
-    rest = stored[-1]
     answer = await data(
-        api_client,
-        f"{{ sensorData(limit: 1) {{ {READING_FIELDS} }} anomalyAlerts {{ {ALERT_FIELDS} }} }}",
+        tele,
+        f"{{ sensorData(limit: 2) {{ {READING_FIELDS} }} anomalyAlerts {{ {ALERT_FIELDS} }} }}",
     )
-    assert answer["sensorData"] == [
-        {
-            "id": rest["id"],
-            "sensorId": "s1",
-            "sensorType": "temperature",
-            "value": 23.1,
-            "unit": "celsius",
-            "location": "roof",
-            "metadata": {"a": [1, {"b": 2}]},
-            "timestamp": rest["timestamp"],
-            "isAnomaly": True,
-            "anomalyScore": rest["anomaly_score"],
-            "droneSerial": "SN1",
-        }
-    ]
+    assert answer["sensorData"][1] == {
+        "id": rest["id"],
+        "sensorId": "s1",
+        "sensorType": "temperature",
+        "value": 500.0,
+        "unit": "celsius",
+        "location": "roof",
+        "metadata": {"a": [1, {"b": 2}]},
+        "timestamp": rest["timestamp"],
+        "isAnomaly": True,
+        "anomalyScore": rest["anomaly_score"],
+        "anomalyKind": "jump",
+        "droneSerial": "SN1",
+    }
+    alert = (await tele.get("/api/v1/sensors/alerts")).json()["alerts"][0]
     assert answer["anomalyAlerts"] == [
         {
             "id": rest["id"],
             "sensorId": "s1",
             "sensorType": "temperature",
             "severity": "critical",
-            "message": rest["message"],
+            "message": alert["message"],
             "timestamp": rest["timestamp"],
             "resolved": False,
             "resolvedAt": None,
-            "value": 23.1,
+            "value": 500.0,
             "unit": "celsius",
-            "anomalyScore": rest["anomaly_score"],
+            "anomalyScore": alert["anomaly_score"],
             "droneSerial": "SN1",
+            "kind": "jump",
         }
     ]
 
@@ -167,21 +186,25 @@ async def test_every_field_is_the_rest_value_in_camel_case(api_client: httpx.Asy
 # --- filters and pages -------------------------------------------------------------------------
 
 
-async def test_sensor_data_filters_and_pages_as_rest(api_client: httpx.AsyncClient) -> None:
+async def test_sensor_data_filters_and_pages_as_rest(tele: httpx.AsyncClient) -> None:
+    start = recent(4 * 3600)
+
+    def at(hours: int, value: float, sensor: str, **fields: Any) -> dict[str, Any]:
+        return series([value], sensor, start + timedelta(hours=hours), **fields)[0]
+
     await send(
-        api_client,
+        tele,
         [
-            reading(1.0, "a", location="roof", timestamp="2026-01-01T00:00:00Z"),
-            reading(2.0, "a", location="hall", timestamp="2026-01-02T00:00:00Z"),
-            {**reading(3.0, "b", drone_serial="SN1"), "sensor_type": "humidity",
-             "timestamp": "2026-01-03T00:00:00Z"},
-            reading(4.0, "c", drone_serial="SN2", timestamp="2026-01-04T00:00:00Z"),
+            at(0, 1.0, "a", location="roof"),
+            at(1, 2.0, "a", location="hall"),
+            {**at(2, 3.0, "b", drone_serial="SN1"), "sensor_type": "humidity"},
+            at(3, 4.0, "c", drone_serial="SN2"),
         ],
-    )  # fmt: skip
+    )
 
     async def values(arguments: str = "") -> list[float]:
         query = f"{{ sensorData{f'({arguments})' if arguments else ''} {{ value }} }}"
-        return [item["value"] for item in (await data(api_client, query))["sensorData"]]
+        return [item["value"] for item in (await data(tele, query))["sensorData"]]
 
     assert await values() == [4.0, 3.0, 2.0, 1.0]
     assert await values('sensorId: "a"') == [2.0, 1.0]
@@ -190,24 +213,20 @@ async def test_sensor_data_filters_and_pages_as_rest(api_client: httpx.AsyncClie
     assert await values('droneSerial: "SN2"') == [4.0]
     assert await values("isAnomaly: true") == []
     assert await values("isAnomaly: false") == [4.0, 3.0, 2.0, 1.0]
-    assert await values('since: "2026-01-02T00:00:00Z", until: "2026-01-03T00:00:00Z"') == [
-        3.0,
-        2.0,
-    ]
+    since, until = at(1, 0, "x")["timestamp"], at(2, 0, "x")["timestamp"]
+    assert await values(f'since: "{since}", until: "{until}"') == [3.0, 2.0]
     assert await values("limit: 2, offset: 1") == [3.0, 2.0]
 
 
 async def test_anomaly_alerts_filter_by_severity_drone_sensor_and_time(
-    api_client: httpx.AsyncClient,
+    tele: httpx.AsyncClient,
 ) -> None:
-    await send(
-        api_client, [*steady(30, "x", drone_serial="SN1"), reading(22.6, "x", drone_serial="SN1")]
-    )
-    await send(api_client, [*steady(30, "y"), reading(23.1, "y")])
+    await spiked(tele, "x", 24.0, start=recent(900), drone_serial="SN1")
+    await spiked(tele, "y", 500.0, start=recent(600))
 
     async def sensors(arguments: str = "") -> list[str]:
         query = f"{{ anomalyAlerts{f'({arguments})' if arguments else ''} {{ sensorId }} }}"
-        return [item["sensorId"] for item in (await data(api_client, query))["anomalyAlerts"]]
+        return [item["sensorId"] for item in (await data(tele, query))["anomalyAlerts"]]
 
     assert await sensors() == ["y", "x"]
     assert await sensors('severity: "critical"') == ["y"]
@@ -236,41 +255,40 @@ async def test_anomaly_alerts_filter_by_severity_drone_sensor_and_time(
         ("{ sensorData { password } }", "Cannot query field 'password'"),
         ("{ sensorData { id ", "Syntax Error"),
         ("mutation { resolve }", "mutation operation is not supported"),
-        ("subscription { sensorData { id } }", "subscription operation is not supported"),
     ],
 )
 async def test_bad_queries_are_graphql_errors_not_500s(
-    api_client: httpx.AsyncClient, query: str, says: str
+    tele: httpx.AsyncClient, query: str, says: str
 ) -> None:
-    await send(api_client, reading(1.0))
-    body = await graphql(api_client, query)
+    await send(tele, series([1.0]))
+    body = await graphql(tele, query)
     assert body.get("data") is None
     messages = [error["message"] for error in body["errors"]]
     assert any(says in message for message in messages), messages
 
 
-async def test_a_query_nested_deeper_than_five_is_refused(api_client: httpx.AsyncClient) -> None:
+async def test_a_query_nested_deeper_than_five_is_refused(tele: httpx.AsyncClient) -> None:
     messages = await error_messages(
-        api_client, "{ sensorData { a { b { c { d { e { f { g } } } } } } } }"
+        tele, "{ sensorData { a { b { c { d { e { f { g } } } } } } } }"
     )
     assert "'anonymous' exceeds maximum operation depth of 5" in messages
 
 
 async def test_a_document_nested_too_deeply_to_parse_is_refused(
-    api_client: httpx.AsyncClient,
+    tele: httpx.AsyncClient,
 ) -> None:
-    messages = await error_messages(api_client, "{" + "a {" * 5000 + "}" * 5000 + "}")
+    messages = await error_messages(tele, "{" + "a {" * 5000 + "}" * 5000 + "}")
     assert any("nested too deeply" in message for message in messages), messages
 
 
-async def test_more_than_ten_aliases_are_refused(api_client: httpx.AsyncClient) -> None:
+async def test_more_than_ten_aliases_are_refused(tele: httpx.AsyncClient) -> None:
     query = "{" + " ".join(f"a{n}: sensorData(limit: 500) {{ id }}" for n in range(11)) + "}"
-    assert await error_messages(api_client, query) == ["11 aliases found. Allowed: 10"]
+    assert await error_messages(tele, query) == ["11 aliases found. Allowed: 10"]
 
 
-async def test_a_document_over_the_body_limit_is_a_413(api_client: httpx.AsyncClient) -> None:
+async def test_a_document_over_the_body_limit_is_a_413(tele: httpx.AsyncClient) -> None:
     query = "{ sensorData { id } }" + "#" * (1024 * 1024)
-    response = await api_client.post(GRAPHQL, json={"query": query})
+    response = await tele.post(GRAPHQL, json={"query": query})
     assert response.status_code == 413
     assert response.json()["error"] == "PayloadTooLarge"
 
@@ -290,9 +308,9 @@ async def test_a_document_over_the_body_limit_is_a_413(api_client: httpx.AsyncCl
     ],
 )  # fmt: skip
 async def test_a_body_that_is_not_a_graphql_request_is_a_400_json_error(
-    api_client: httpx.AsyncClient, content: str | bytes, detail: str
+    tele: httpx.AsyncClient, content: str | bytes, detail: str
 ) -> None:
-    response = await api_client.post(
+    response = await tele.post(
         GRAPHQL, content=content, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400
@@ -319,20 +337,12 @@ async def test_a_scoped_token_sees_only_its_drones_readings_and_alerts(
     secured: httpx.AsyncClient,
 ) -> None:
     admin = bearer("admin")
-    await send(
-        secured,
-        [*steady(30, "a", drone_serial="SN1"), reading(23.1, "a", drone_serial="SN1")],
-        headers=admin,
-    )
-    await send(
-        secured,
-        [*steady(30, "b", drone_serial="SN2"), reading(23.1, "b", drone_serial="SN2")],
-        headers=admin,
-    )
-    await send(secured, reading(5.0, "c"), headers=admin)  # on no drone
+    await send(secured, series([*steady(30), 500.0, 20.0], "a", drone_serial="SN1"), headers=admin)
+    await send(secured, series([*steady(30), 500.0, 20.0], "b", drone_serial="SN2"), headers=admin)
+    await send(secured, series([5.0], "c"), headers=admin)  # on no drone
     query = "{ sensorData(limit: 500) { droneSerial } anomalyAlerts { droneSerial } }"
     detector = await data(secured, query, bearer("detector", ["SN1"]))
-    assert len(detector["sensorData"]) == 31
+    assert len(detector["sensorData"]) == 32
     assert {item["droneSerial"] for item in detector["sensorData"]} == {"SN1"}
     assert detector["anomalyAlerts"] == [{"droneSerial": "SN1"}]
     theirs = await data(
@@ -340,7 +350,7 @@ async def test_a_scoped_token_sees_only_its_drones_readings_and_alerts(
     )
     assert theirs["sensorData"] == []
     everything = await data(secured, query, admin)
-    assert len(everything["sensorData"]) == 63
+    assert len(everything["sensorData"]) == 65
     assert len(everything["anomalyAlerts"]) == 2
 
 
@@ -349,19 +359,30 @@ async def test_every_role_that_may_read_may_query(secured: httpx.AsyncClient, ro
     assert await data(secured, "{ sensorData { id } }", bearer(role, ["SN1"])) == {"sensorData": []}
 
 
+async def test_a_subscription_over_post_is_a_400_that_points_to_the_websocket(
+    tele: httpx.AsyncClient,
+) -> None:
+    response = await tele.post(GRAPHQL, json={"query": "subscription { sensorData { id } }"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "BadRequest",
+        "detail": "subscriptions are not allowed when using POST",
+    }
+
+
 # --- GraphiQL ----------------------------------------------------------------------------------
 
 
-async def test_graphiql_is_served_on_get_outside_production(api_client: httpx.AsyncClient) -> None:
-    response = await api_client.get(GRAPHQL)
+async def test_graphiql_is_served_on_get_outside_production(tele: httpx.AsyncClient) -> None:
+    response = await tele.get(GRAPHQL)
     assert response.status_code == 200
     assert "GraphiQL" in response.text
     assert response.headers["content-type"].startswith("text/html")
 
 
-async def test_get_runs_no_query(api_client: httpx.AsyncClient) -> None:
-    await send(api_client, reading(1.0, "secret_sensor"))
-    response = await api_client.get(GRAPHQL, params={"query": "{ sensorData { sensorId } }"})
+async def test_get_runs_no_query(tele: httpx.AsyncClient) -> None:
+    await send(tele, series([1.0], "secret_sensor"))
+    response = await tele.get(GRAPHQL, params={"query": "{ sensorData { sensorId } }"})
     assert "secret_sensor" not in response.text
 
 

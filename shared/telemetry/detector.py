@@ -1,0 +1,425 @@
+"""Online anomaly detection for one sensor's readings: O(1) time and memory per reading.
+
+Each sensor has a `SensorState` of a few numbers. `Detector.observe(state, ts, value)` updates
+it with one reading and returns a `Verdict`; `Detector.silence(state, now)` says whether the
+sensor has gone quiet. The state is plain data (`to_dict` / `from_dict`), so a consumer can
+checkpoint it and another can resume it exactly. Time is the readings' own timestamps (seconds),
+never the clock of the process, so a backfill gets the verdicts live data would have got.
+
+What it looks for, each against the sensor's own learned behaviour:
+
+- **jump** (spikes, level shifts): the reading is far from a local linear prediction (Holt's
+  level and trend) and from the previous reading, measured in a robust noise scale. A moderate
+  jump is confirmed by the next reading: one that carries on in the same direction makes it the
+  start of a manoeuvre. The scale has a floor, the busiest noise of the last hours, so a quiet
+  phase (a drone on the ground) does not make the next take-off look like a jump.
+- **stuck**: a run of identical values longer than the sensor's resolution and noise make
+  likely (a coarse, quiet sensor repeats often, so it needs a longer run).
+- **noise burst**: the short-term noise is several times the long-term noise.
+- **drift**: the smoothed value leaves the range the sensor has kept in normal operation
+  (remembered for hours) by more than a share of that range, and stays out.
+- **silence**: no reading for several of the sensor's usual intervals (`silence`).
+
+A reading inside an ongoing anomaly episode is not a new alert: `Verdict.alert` is True only
+when an episode starts, so a stuck sensor raises one alert, not one a second. `Verdict.score`
+is the strongest test statistic relative to its threshold: 1.0 is at the threshold, and the
+severity follows it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from shared.models.alert import Severity
+
+_LN2 = math.log(2.0)
+
+
+class AnomalyKind(StrEnum):
+    JUMP = "jump"
+    STUCK = "stuck"
+    NOISE = "noise"
+    DRIFT = "drift"
+    SILENCE = "silence"
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    """Thresholds (fixed on the benchmark's calibration seed, `bench/anomaly.py calibrate`)."""
+
+    warmup: int = 30  # readings before any verdict
+    jump_threshold: float = 11.0  # |value - prediction| / noise scale
+    # A jump below this many thresholds waits for the next reading: if that one carries on
+    # in the same direction it was a manoeuvre (take-off, climb), not an anomaly.
+    jump_confirm_below: float = 2.0
+    level_alpha: float = 0.7  # Holt: level smoothing per reading
+    trend_beta: float = 0.5  # Holt: trend smoothing per reading
+    noise_half_life: float = 120.0  # readings: the scale's memory
+    floor_half_life: float = 14400.0  # readings: how long the busiest recent noise is remembered
+    floor_fraction: float = 0.7  # scale >= this part of that
+    burst_ratio: float = 4.5  # short-term / long-term noise
+    burst_half_life: float = 6.0  # readings
+    stuck_probability: float = 1e-7  # a run of repeats at least this unlikely is stuck
+    stuck_min_run: int = 8
+    range_half_life: float = 21600.0  # readings: how long the usual range is remembered
+    range_margin: float = 0.1  # share of the range's width a drift must go beyond it
+    range_smoothing: float = 30.0  # readings: half-life of the value the range test uses
+    range_min_seconds: float = 10.0  # out of range this long before it is a drift
+    range_warmup: int = 1800  # readings that teach the range before the range test runs
+    silence_intervals: float = 5.0  # missing usual intervals before a sensor is silent
+    silence_min_seconds: float = 5.0
+    episode_quiet_seconds: float = 15.0  # normal this long: the episode is over
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    is_anomaly: bool  # the reading is inside an anomaly episode
+    alert: bool  # ... and starts it: publish this one
+    score: float  # strongest statistic / its threshold; >= 1.0 is anomalous
+    kind: AnomalyKind | None = None
+    severity: Severity | None = None
+    message: str | None = None
+    # Set when the anomaly is the *previous* reading (a moderate jump that the next reading
+    # confirmed): its timestamp and value.
+    previous: tuple[float, float] | None = None
+
+
+NORMAL = Verdict(is_anomaly=False, alert=False, score=0.0)
+
+
+# A test's result: score (1.0 at its threshold), kind, message, and the (timestamp, value) of
+# the previous reading when that one is the anomaly.
+_Stat = tuple[float, AnomalyKind, str, tuple[float, float] | None]
+
+
+def severity_for_score(score: float) -> Severity:
+    """Severity follows how far past its threshold the strongest test is."""
+    if score >= 4.0:
+        return Severity.CRITICAL
+    if score >= 2.5:
+        return Severity.HIGH
+    if score >= 1.5:
+        return Severity.MEDIUM
+    return Severity.LOW
+
+
+@dataclass(slots=True)
+class SensorState:
+    """Everything the detector knows about one sensor: plain numbers, checkpointable."""
+
+    n: int = 0
+    last_ts: float = 0.0
+    last_value: float = 0.0
+    interval: float = 0.0  # usual seconds between readings (EW)
+    level: float = 0.0
+    trend: float = 0.0  # per second
+    scale: float = 0.0  # EW mean |residual|
+    floor: float = 0.0  # the busiest recent scale, slowly forgotten
+    burst: float = 0.0  # short EW mean |residual|
+    quantum: float = 0.0  # smallest change between two readings seen (their resolution)
+    run: int = 0  # identical readings in a row (0: last one differed)
+    smooth: float = 0.0  # slow EW of the value (the range test's)
+    low: float = 0.0  # the usual range: lowest and highest smoothed value, slowly forgotten
+    high: float = 0.0
+    out_since: float = 0.0  # > 0: when the smoothed value left the range
+    pending_score: float = 0.0  # a moderate jump waiting for the next reading (0: none)
+    pending_residual: float = 0.0
+    pending_value: float = 0.0
+    pending_ts: float = 0.0
+    episode: str = ""  # kind of the ongoing anomaly episode ("" none)
+    episode_severity: str = ""
+    episode_last: float = 0.0  # last anomalous reading of the episode
+    silent_since: float = 0.0  # > 0: a silence alert was raised for the gap after this ts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _STATE_FIELDS}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)  # orjson writes a dataclass's fields directly
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SensorState:
+        """Unknown keys (a newer release's) are ignored; missing ones take their defaults."""
+        return cls(**{key: value for key, value in raw.items() if key in _STATE_FIELDS})
+
+
+_STATE_FIELDS = frozenset(field.name for field in fields(SensorState))
+
+
+def _burst_sample(magnitude: float, state: SensorState, cfg: DetectorConfig) -> float:
+    """A residual as the noise-burst test counts it: at most 10 scales, so a lone spike is
+    a jump and not also a burst."""
+    return min(magnitude, 10.0 * max(state.scale, cfg.floor_fraction * state.floor, 1e-12))
+
+
+def _ew(previous: float, sample: float, half_life: float) -> float:
+    weight = 1.0 - math.exp(-_LN2 / half_life)
+    return previous + weight * (sample - previous)
+
+
+class Detector:
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+
+    # --- one reading ----------------------------------------------------------------------
+
+    def observe(self, state: SensorState, ts: float, value: float) -> Verdict:
+        """Update `state` with a reading measured at `ts` (seconds) and judge it. A reading
+        older than the newest one seen is judged against the current state but changes
+        nothing (a late duplicate or a reordering)."""
+        cfg = self.config
+        if state.n == 0:
+            state.n, state.last_ts, state.last_value, state.level = 1, ts, value, value
+            state.smooth = state.low = state.high = value
+            return NORMAL
+        if ts < state.last_ts:
+            return self._late(state, ts, value)
+        dt = ts - state.last_ts
+        step = dt if dt > 0 else 1e-3
+        prediction = state.level + state.trend * step
+        residual = value - prediction
+        scale = max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
+        same = value == state.last_value
+
+        stats: list[_Stat] = []
+        if state.n >= cfg.warmup:
+            stats = self._tests(state, ts, value, residual, scale, same, prediction)
+
+        strongest = max(stats, default=None, key=lambda item: item[0])
+        anomalous = strongest is not None and strongest[0] >= 1.0
+        self._learn(state, ts, value, dt, step, residual, same, anomalous)
+        if strongest is None:
+            return NORMAL
+        score = round(strongest[0], 3)
+        if not anomalous:
+            self._maybe_end_episode(state, ts)
+            return Verdict(is_anomaly=False, alert=False, score=score)
+        return self._episode(state, ts, score, strongest[1], strongest[2], strongest[3])
+
+    def _tests(
+        self,
+        state: SensorState,
+        ts: float,
+        value: float,
+        residual: float,
+        scale: float,
+        same: bool,
+        prediction: float,
+    ) -> list[_Stat]:
+        cfg = self.config
+        stats: list[_Stat] = []
+        if state.pending_score > 0:
+            move = value - state.pending_value
+            carried_on = move * state.pending_residual > 0 and abs(move) >= 0.5 * abs(
+                state.pending_residual
+            )
+            if not carried_on:
+                stats.append(
+                    (
+                        state.pending_score,
+                        AnomalyKind.JUMP,
+                        f"{state.pending_value:g} jumped "
+                        f"{state.pending_score * cfg.jump_threshold:.1f} noise scales "
+                        f"and the next reading did not carry on",
+                        (state.pending_ts, state.pending_value),
+                    )
+                )
+            state.pending_score = 0.0
+        # Far from the prediction *and* from the previous reading: a trend that stops (a climb
+        # levelling off) leaves the value where it was, which is no jump.
+        z = min(abs(residual), abs(value - state.last_value)) / scale
+        jump = z / cfg.jump_threshold
+        if 1.0 <= jump < cfg.jump_confirm_below:
+            state.pending_score, state.pending_residual = jump, residual
+            state.pending_value, state.pending_ts = value, ts
+            jump = 0.0
+        stats.append(
+            (
+                jump,
+                AnomalyKind.JUMP,
+                f"{value:g} is {z:.1f} noise scales from {prediction:.4g}",
+                None,
+            )
+        )
+        burst = _ew(state.burst, _burst_sample(abs(residual), state, cfg), cfg.burst_half_life)
+        ratio = burst / max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
+        stats.append(
+            (
+                ratio / cfg.burst_ratio,
+                AnomalyKind.NOISE,
+                f"noise is {ratio:.1f} times its usual level",
+                None,
+            )
+        )
+        if same and state.floor > 0:
+            run = state.run + 1
+            # How likely a repeat is: the sensor's resolution against its current noise.
+            likely = min(max(state.quantum / (2.0 * scale), 0.01), 0.95)
+            needed = max(cfg.stuck_min_run, math.log(cfg.stuck_probability) / math.log(likely))
+            stats.append(
+                (
+                    (run + 1) / needed,
+                    AnomalyKind.STUCK,
+                    f"{run + 1} identical readings in a row ({value:g})",
+                    None,
+                )
+            )
+        width = state.high - state.low
+        smooth = _ew(state.smooth, value, cfg.range_smoothing)
+        beyond = max(smooth - state.high, state.low - smooth, 0.0)
+        if state.n >= cfg.range_warmup and width > 0 and beyond > 0 and state.out_since > 0:
+            held = ts - state.out_since
+            stats.append(
+                (
+                    min(beyond / (cfg.range_margin * width), held / cfg.range_min_seconds),
+                    AnomalyKind.DRIFT,
+                    f"{smooth:.4g} (smoothed) is outside its usual range "
+                    f"{state.low:.4g} to {state.high:.4g} for {held:.0f} s",
+                    None,
+                )
+            )
+        return stats
+
+    def _learn(
+        self,
+        state: SensorState,
+        ts: float,
+        value: float,
+        dt: float,
+        step: float,
+        residual: float,
+        same: bool,
+        anomalous: bool,
+    ) -> None:
+        cfg = self.config
+        state.n += 1
+        state.interval = dt if state.interval == 0 else _ew(state.interval, dt, 30.0)
+        previous_level = state.level
+        # A reading beyond the jump threshold moves the level as if it were at the threshold,
+        # so one spike does not drag the prediction (and the next readings' verdicts) with it.
+        limit = cfg.jump_threshold * max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
+        moved = residual if state.n < cfg.warmup else max(-limit, min(limit, residual))
+        state.level = state.level + state.trend * step + cfg.level_alpha * moved
+        if dt > 0:  # two readings with one timestamp say nothing about the trend
+            new_trend = (state.level - previous_level) / step
+            state.trend += cfg.trend_beta * (new_trend - state.trend)
+        state.smooth = _ew(state.smooth, value, cfg.range_smoothing)
+        magnitude = abs(residual)
+        # The scale learns from every reading, each counted at most 3 scales (Huber), so a
+        # spike barely moves it and a lasting change of noise is learned in minutes. Early on
+        # it is a plain mean, so the first readings do not pin it.
+        learning = min(magnitude, 3.0 * state.scale) if state.n > cfg.warmup else magnitude
+        weight = max(1.0 / state.n, 1.0 - math.exp(-_LN2 / cfg.noise_half_life))
+        state.scale += weight * (learning - state.scale)
+        # The floor remembers the busiest noise the sensor has shown lately (in flight), so a
+        # quiet phase (on the ground) does not make the next manoeuvre look like a jump.
+        state.floor = max(state.scale, state.floor * math.exp(-_LN2 / cfg.floor_half_life))
+        change = abs(value - state.last_value)
+        if change > 0 and (state.quantum == 0 or change < state.quantum):
+            state.quantum = change
+        state.burst = _ew(state.burst, _burst_sample(magnitude, state, cfg), cfg.burst_half_life)
+        state.run = state.run + 1 if same else 0
+        state.last_ts, state.last_value = ts, value
+        self._track_range(state, ts, anomalous)
+
+    def _track_range(self, state: SensorState, ts: float, anomalous: bool) -> None:
+        """The usual range follows the smoothed value outward while all is normal and
+        shrinks back towards it slowly, so it is what the sensor did over the last hours."""
+        cfg = self.config
+        outside = state.smooth > state.high or state.smooth < state.low
+        if outside and state.out_since == 0:
+            state.out_since = ts
+        elif not outside:
+            state.out_since = 0.0
+        if state.n < cfg.range_warmup:
+            state.low, state.high = min(state.low, state.smooth), max(state.high, state.smooth)
+            return
+        if anomalous:
+            return
+        keep = math.exp(-_LN2 / cfg.range_half_life)
+        state.high = max(state.smooth, state.smooth + (state.high - state.smooth) * keep)
+        state.low = min(state.smooth, state.smooth - (state.smooth - state.low) * keep)
+
+    def _late(self, state: SensorState, ts: float, value: float) -> Verdict:
+        """A reading older than the newest one seen (senders that reorder, a late upload):
+        judged against the prediction for its time, but it teaches the state nothing. Only a
+        jump too large to need the next reading's confirmation counts; the alert is its own,
+        outside any episode."""
+        cfg = self.config
+        if state.n < cfg.warmup:
+            return NORMAL
+        scale = max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
+        prediction = state.level + state.trend * (ts - state.last_ts)
+        z = min(abs(value - prediction), abs(value - state.last_value)) / scale
+        score = round(z / cfg.jump_threshold, 3)
+        if score < cfg.jump_confirm_below:
+            return Verdict(is_anomaly=False, alert=False, score=min(score, 0.999))
+        return Verdict(
+            is_anomaly=True,
+            alert=True,
+            score=score,
+            kind=AnomalyKind.JUMP,
+            severity=severity_for_score(score),
+            message=f"{value:g} (arrived late) is {z:.1f} noise scales from {prediction:.4g}",
+        )
+
+    # --- episodes -------------------------------------------------------------------------
+
+    def _maybe_end_episode(self, state: SensorState, ts: float) -> None:
+        if state.episode and ts - state.episode_last >= self.config.episode_quiet_seconds:
+            state.episode = state.episode_severity = ""
+
+    def _episode(
+        self,
+        state: SensorState,
+        ts: float,
+        score: float,
+        kind: AnomalyKind,
+        message: str,
+        previous: tuple[float, float] | None,
+    ) -> Verdict:
+        severity = severity_for_score(score)
+        self._maybe_end_episode(state, ts)
+        alert = not state.episode
+        if alert:
+            state.episode = state.episode or kind.value
+            state.episode_severity = severity.value
+        state.episode_last = ts
+        return Verdict(
+            is_anomaly=True,
+            alert=alert,
+            score=score,
+            kind=kind,
+            severity=severity,
+            message=message,
+            previous=previous,
+        )
+
+    # --- silence ----------------------------------------------------------------------------
+
+    def silence(self, state: SensorState, now: float) -> Verdict:
+        """Whether the sensor has been quiet at event time `now` (the newest timestamp its
+        partition has seen) for several of its usual intervals. Alerts once per gap."""
+        cfg = self.config
+        if state.n < cfg.warmup or state.interval <= 0:
+            return NORMAL
+        quiet = now - state.last_ts
+        limit = max(cfg.silence_min_seconds, cfg.silence_intervals * state.interval)
+        score = round(quiet / limit, 3)
+        if score < 1.0:
+            return NORMAL
+        alert = state.silent_since != state.last_ts
+        state.silent_since = state.last_ts
+        return Verdict(
+            is_anomaly=True,
+            alert=alert,
+            score=score,
+            kind=AnomalyKind.SILENCE,
+            severity=severity_for_score(score),
+            message=f"no reading for {quiet:.0f} s (usually every {state.interval:.3g} s)",
+        )

@@ -1,0 +1,112 @@
+"""The online detector on its own: what it flags, what it lets pass (manoeuvres), and that its
+state is plain data a consumer can checkpoint and another can resume, on event time."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+
+from shared.telemetry.detector import AnomalyKind, Detector, SensorState, Verdict
+from tests.fixtures.telemetry import steady
+
+
+def run(values: list[float], start: float = 1_800_000_000.0, every: float = 1.0) -> list[Verdict]:
+    detector, state = Detector(), SensorState()
+    return [detector.observe(state, start + n * every, v) for n, v in enumerate(values)]
+
+
+def alerts(verdicts: list[Verdict]) -> list[tuple[int, AnomalyKind | None]]:
+    return [(n, v.kind) for n, v in enumerate(verdicts) if v.alert]
+
+
+def test_a_spike_is_one_alert_with_a_severity_that_follows_its_size() -> None:
+    small = run([*steady(60), 26.0, *steady(61)[-1:]])
+    large = run([*steady(60), 200.0, *steady(61)[-1:]])
+    assert alerts(small) == [(61, AnomalyKind.JUMP)]  # confirmed by the reading after it
+    assert small[61].previous is not None and small[61].previous[1] == 26.0
+    assert alerts(large) == [(60, AnomalyKind.JUMP)]  # far out: at once
+    assert large[60].score > small[61].score
+    assert (small[61].severity, large[60].severity) == ("medium", "critical")
+
+
+def test_a_climb_that_carries_on_is_no_anomaly() -> None:
+    rest = steady(80)
+    # Take-off at 1.5 m/s^2 to 3 m/s, climb, level off: each step carries on from the last.
+    climb = [rest[-1]]
+    speed = 0.0
+    for _ in range(40):
+        speed = min(3.0, speed + 1.5)
+        climb.append(climb[-1] + speed)
+    hover = [climb[-1] + 0.3 * math.sin(n * 1.7) for n in range(40)]
+    assert alerts(run([*rest, *climb[1:], *hover])) == []
+
+
+def test_a_stuck_sensor_is_one_alert_after_a_run_its_noise_makes_unlikely() -> None:
+    verdicts = run([*steady(60), *[20.17] * 40])
+    [(at, kind)] = alerts(verdicts)
+    assert kind == AnomalyKind.STUCK and 60 < at < 75
+    assert all(v.is_anomaly for v in verdicts[at:])  # the episode goes on, silently
+
+
+def test_a_noise_burst_is_an_alert() -> None:
+    burst = [20.0 + 3.0 * math.sin(n * 2.3) for n in range(20)]
+    [(at, kind)] = alerts(run([*steady(120), *burst, *steady(40)]))[:1]
+    assert kind in (AnomalyKind.NOISE, AnomalyKind.JUMP) and 120 <= at < 130
+
+
+def test_silence_is_judged_on_event_time_once_per_gap() -> None:
+    detector, state = Detector(), SensorState()
+    for n, value in enumerate(steady(60)):
+        detector.observe(state, 100.0 + n, value)
+    assert not detector.silence(state, 162.0).is_anomaly  # 3 s: a late reading, not silence
+    quiet = detector.silence(state, 170.0)
+    assert (
+        quiet.alert
+        and quiet.kind == AnomalyKind.SILENCE
+        and "no reading for 11 s" in (quiet.message or "")
+    )
+    assert not detector.silence(state, 180.0).alert  # the same gap: said once
+
+
+def test_state_resumed_from_a_checkpoint_gives_the_same_verdicts() -> None:
+    values = [*steady(70), 60.0, *steady(30), *[21.0] * 20]
+    whole = run(values)
+    detector, state = Detector(), SensorState()
+    resumed = []
+    for n, value in enumerate(values):
+        if n % 17 == 0:  # handed over, as JSON, many times
+            state = SensorState.from_dict(orjson.loads(orjson.dumps(state)))
+        resumed.append(detector.observe(state, 1_800_000_000.0 + n, value))
+    assert resumed == whole
+
+
+def test_verdicts_depend_on_timestamps_not_on_when_they_arrive() -> None:
+    values = [*steady(60), 60.0, *steady(10)]
+    live = run(values, start=1_800_000_000.0)
+    backfill = run(values, start=1_700_000_000.0)  # months later, same spacing
+    assert [(v.alert, v.kind, v.score) for v in live] == [
+        (v.alert, v.kind, v.score) for v in backfill
+    ]
+
+
+def test_a_late_reading_is_judged_but_changes_nothing() -> None:
+    detector, state = Detector(), SensorState()
+    for n, value in enumerate(steady(60)):
+        detector.observe(state, 100.0 + n, value)
+    before = state.to_dict()
+    late_spike = detector.observe(state, 120.5, 500.0)  # reordered on its way
+    assert late_spike.alert and late_spike.kind == AnomalyKind.JUMP
+    assert "arrived late" in (late_spike.message or "")
+    assert not detector.observe(state, 121.5, 20.1).is_anomaly
+    assert state.to_dict() == before
+
+
+def test_the_state_is_a_fixed_handful_of_numbers() -> None:
+    detector, state = Detector(), SensorState()
+    sizes = []
+    for n, value in enumerate(steady(5000)):
+        detector.observe(state, float(n), value)
+        if n in (100, 4999):
+            sizes.append(len(orjson.dumps(state)))
+    assert sizes[0] == sizes[1] or abs(sizes[0] - sizes[1]) < 40  # O(1): no history kept
