@@ -76,6 +76,7 @@ from shared.broker.base import (
     id_after,
     published_from_wire,
 )
+from shared.broker.cluster_streams import ClusterStreams
 from shared.broker.redis import POOL_SIZE, BrokerUnavailable
 from shared.channels import (
     DRONE_PREFIX,
@@ -335,6 +336,7 @@ class ClusterBroker:
         self.topology = Topology(url, 5.0 + replica_ack_ms / 1000, password)
         self._subscriptions: list[ClusterSubscription] = []
         self._unreplicated_warned: set[Node] = set()
+        self._streams = ClusterStreams(self)
 
     async def start(self) -> None:
         try:
@@ -401,6 +403,27 @@ class ClusterBroker:
             else:
                 raise BrokerUnavailable(f"{node}: {error}") from error
         raise BrokerUnavailable(f"slot {slot}: redirected too often")
+
+    @property
+    def streams(self) -> ClusterStreams:
+        """Telemetry's partitioned streams, each call on the master of its partition's slot."""
+        return self._streams
+
+    # The streams' SlotRouter: where a slot is, and what went wrong there.
+
+    async def master_of(self, slot: int) -> Node:
+        """The master that holds `slot` now (BrokerUnavailable if none can be reached)."""
+        return await self._master(slot)
+
+    def client_for(self, node: Node) -> aioredis.Redis:
+        return self.topology.client(node)
+
+    async def slot_moved(self) -> None:
+        await self.topology.refresh(force=True)
+
+    def node_failed(self, node: Node) -> None:
+        self.topology.mark_down(node)
+        self.topology.refresh_soon()
 
     async def _master(self, slot: int) -> Node:
         if self.topology.stale():
