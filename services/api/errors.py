@@ -7,8 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.broker import BrokerUnavailable
 from shared.errors import DroneCastError
 from shared.logging import get_logger
 
@@ -98,6 +102,24 @@ def install_error_handlers(app: FastAPI) -> None:
             {"error": name, "detail": str(exc.detail)},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    # MongoDB or Redis out of reach (a restart, a failover): nothing was done, so the client
+    # may send the same request again. Not a 500: the request was fine.
+    @app.exception_handler(BrokerUnavailable)
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    @app.exception_handler(ConnectionFailure)
+    async def dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        store = "MongoDB" if isinstance(exc, ConnectionFailure) else "Redis"
+        log.warning("dependency_unavailable", path=request.url.path, store=store, error=str(exc))
+        return JSONResponse(
+            {
+                "error": "ServiceUnavailable",
+                "detail": f"{store} cannot be reached right now; send the request again",
+            },
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)

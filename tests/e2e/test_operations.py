@@ -154,3 +154,24 @@ async def test_ready_follows_redis_and_reconnects_are_counted(
     assert value(after, "dronecast_redis_outages_total") > value(
         before, "dronecast_redis_outages_total"
     )
+
+
+async def test_a_reading_sent_while_redis_is_down_is_a_503_to_send_again(
+    system: dict[str, ServiceProcess], redis_server: RedisServer
+) -> None:
+    api = system["api"]
+    reading = {"sensor_id": "t1", "sensor_type": "temperature", "value": 20.5, "unit": "c"}
+    redis_server.stop()
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            refused = await http.post(f"{api.url}/api/v1/sensors/data", json=reading)
+    finally:
+        redis_server.start()
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == "ServiceUnavailable"
+    assert "send the request again" in refused.json()["detail"]
+    assert refused.headers["retry-after"] == "1"
+    api.wait_ready(timeout=15)
+    async with httpx.AsyncClient(timeout=10) as http:
+        again = await http.post(f"{api.url}/api/v1/sensors/data", json=reading)
+    assert again.status_code == 202, again.text
