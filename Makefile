@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint setup setup-dev test-deps bench
+.PHONY: dev test lint setup setup-dev test-deps bench vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test-deps:
 	@command -v node >/dev/null && command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	cd tests/e2e/js && npm ci --no-audit --no-fund --silent
 	cd bench/loadgen && npm ci --no-audit --no-fund --silent
+
+# The browser assets the api serves (socket.io-client, Swagger UI, ReDoc, GraphiQL, React), from
+# the npm packages pinned in services/api/web/vendor/package-lock.json. The output is committed,
+# so `make dev` needs no npm; run this after changing a version there.
+vendor:
+	cd services/api/web/vendor && npm ci --ignore-scripts --no-audit --no-fund --silent && node vendor.mjs
 
 dev: setup
 	$(BIN)/dronecast dev
