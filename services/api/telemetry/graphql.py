@@ -24,12 +24,12 @@ from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.fastapi import BaseContext, GraphQLRouter
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
 from services.api.deps import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from services.api.security import CanRead
+from services.api.web.endpoints import graphiql_page
 from shared.auth import Principal
 from shared.drones.schemas import SERIAL_PATTERN
 from shared.errors import DroneCastError
@@ -336,7 +336,7 @@ REQUEST_BODY: dict[str, Any] = {
 
 async def graphiql() -> HTMLResponse:
     """GraphiQL: a static page; the queries it sends need a token like any other."""
-    return HTMLResponse(get_graphql_ide_html("graphiql"))
+    return graphiql_page()
 
 
 def graphql_router(settings: Settings) -> APIRouter:
