@@ -166,16 +166,29 @@ export class DrawerView {
       return;
     }
     const serial = this.serial;
+    // The event can arrive before the response does: it is noted either way.
+    const pending = { sent: false, event: null };
+    this.awaiting = pending;
     this.setStatus("", "Saving…");
     try {
       await this.api.request("PATCH", `/api/v1/drones/sn/${encodeURIComponent(serial)}`, changes);
-      if (serial !== this.serial) return;
-      this.awaiting = Object.keys(changes);
-      this.shownValues = null; // the event that follows fills the form
-      this.setStatus("", "Saved; waiting for its event…");
     } catch (error) {
+      if (this.awaiting === pending) this.awaiting = null;
       this.setStatus("error", error instanceof ApiError ? `${error.error}: ${error.detail}` : error.message);
+      return;
     }
+    pending.sent = true;
+    if (serial !== this.serial || this.awaiting !== pending) return;
+    this.shownValues = null; // the event fills the form
+    if (pending.event) this.applied(pending.event);
+    else this.setStatus("", "Saved; waiting for its event…");
+  }
+
+  applied(envelope) {
+    this.awaiting = null;
+    this.shownValues = null;
+    this.mark("drone");
+    this.setStatus("ok", `Applied: event ${envelope.id} (${summary(envelope)}).`);
   }
 
   async remove() {
@@ -193,8 +206,8 @@ export class DrawerView {
 
   eventArrived(envelope) {
     if (this.awaiting && envelope.event === "drone.updated") {
-      this.awaiting = null;
-      this.setStatus("ok", `Applied: event ${envelope.id} (${summary(envelope)}).`);
+      if (this.awaiting.sent) this.applied(envelope);
+      else this.awaiting.event = envelope;
     }
     this.mark("events");
   }

@@ -65,7 +65,7 @@ export class DronesView {
       for (const serial of this.rows.keys()) {
         if (!this.store.drones.has(serial)) this.rows.delete(serial);
       }
-      for (const serial of this.order.slice(0, MAX_ROWS)) this.update(serial, now, false);
+      for (const serial of this.order.slice(0, MAX_ROWS)) this.update(serial, now);
       reconcile(this.tbody, this.order.slice(0, MAX_ROWS), new Map([...this.rows].map(([serial, row]) => [serial, row.tr])));
     } else {
       for (const serial of this.dirty) this.change(serial, now);
@@ -97,7 +97,7 @@ export class DronesView {
     }
     if (!listed) this.order.splice(at, 0, serial);
     if (at >= MAX_ROWS) return; // past the rows shown
-    const row = this.update(serial, now, listed);
+    const row = this.update(serial, now);
     if (!listed || !row.tr.isConnected) {
       const next = this.order.slice(at + 1, MAX_ROWS).find((other) => this.rows.get(other)?.tr.isConnected);
       this.tbody.insertBefore(row.tr, next ? this.rows.get(next).tr : null);
@@ -117,7 +117,7 @@ export class DronesView {
     return low;
   }
 
-  update(serial, now, pulse) {
+  update(serial, now) {
     const drone = this.store.drones.get(serial);
     let row = this.rows.get(serial);
     if (!row) {
@@ -135,14 +135,12 @@ export class DronesView {
     setText(cells.ai, flag(drone.aiDetectionEnabled));
     cells.ai.classList.toggle("on", Boolean(drone.aiDetectionEnabled));
     setText(cells.classes, (drone.detectionClasses ?? []).join(", "));
-    if (pulse) cells.pulse.animate([{ opacity: 1 }, { opacity: 0 }], { duration: 900, easing: "ease-out" });
     return row;
   }
 
   createRow(serial) {
     const cells = {
       state: h("span", { class: "state-text" }),
-      pulse: h("span", { class: "pulse", "aria-hidden": "true" }),
       name: h("td", { class: "name" }),
       category: h("td", { class: "category" }),
       seen: h("td", { class: "seen" }),
@@ -153,7 +151,7 @@ export class DronesView {
     const tr = h(
       "tr",
       { dataset: { serial } },
-      h("td", { class: "presence" }, h("span", { class: "presence-dot" }), cells.state, cells.pulse),
+      h("td", { class: "presence" }, h("span", { class: "presence-dot" }), cells.state),
       h("td", { class: "serial" }, serial),
       cells.name,
       cells.category,

@@ -4,7 +4,7 @@
 import { clock, h, kindOf } from "../dom.js";
 
 const RETAINED = 2000;
-const ROWS = 200;
+const ROWS = 100; // in the DOM
 
 function short(value) {
   const text = typeof value === "string" ? value : JSON.stringify(value);
