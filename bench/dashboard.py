@@ -53,21 +53,14 @@ from playwright.async_api import Page, async_playwright  # noqa: E402
 
 from shared.broker import RedisBroker  # noqa: E402
 from shared.events import EventName, PendingEvent, format_timestamp  # noqa: E402
+from tests.fixtures.browser import CHROMIUM  # noqa: E402
+from tests.fixtures.browser import CHROMIUM_ARGS as TEST_CHROMIUM_ARGS  # noqa: E402
 
 RESULTS = os.path.join(BENCH, "results")
 # What --trace records: the renderer's main thread, phase by phase (open it in chrome://tracing).
 TRACE = ["devtools.timeline", "disabled-by-default-devtools.timeline", "blink", "cc", "viz"]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-    "--enable-precise-memory-info",
-]
+# The same browser and flags as the browser tests, plus exact heap sizes.
+CHROMIUM_ARGS = [*TEST_CHROMIUM_ARGS, "--enable-precise-memory-info"]
 SERVICE_ENV = {
     "ENVIRONMENT": "test",
     "AUTH_ENABLED": "false",

@@ -15,6 +15,7 @@ from tests.fixtures.dashboard import (
     MODULE_LOOP,
     OpenPage,
     Product,
+    post_alert,
     register,
     send_anomaly,
 )
@@ -29,6 +30,15 @@ def row(page: WatchedPage, serial: str) -> Locator:
 
 def card(page: WatchedPage, alert_id: str) -> Locator:
     return page.page.locator(f'#alert-feed li.card[data-alert-id="{alert_id}"]')
+
+
+async def raise_alert(drone: DeviceClient, **fields: object) -> str:
+    """The drone raises an alert over its WebSocket (seed 000's message); its alert_id."""
+    data = {"alert_type": "intrusion", "score": 0.5, "location": {"lat": 1.0, "lng": 2.0}}
+    await drone.send({"type": "alert", "data": {**data, "drone_id": drone.device_id, **fields}})
+    (ack,) = await drone.wait_for("ack")
+    alert_id: str = ack["alert_id"]
+    return alert_id
 
 
 def task_in(page: WatchedPage, column: str, task_id: str) -> Locator:
@@ -76,20 +86,13 @@ async def test_an_alert_raised_over_the_drone_websocket_appears_in_the_feed(
 ) -> None:
     drone = await DeviceClient(product.url, "drone", "DASH-ALERT-1").connect()
     try:
-        await drone.send(
-            {
-                "type": "alert",
-                "data": {
-                    "alert_type": "fire",
-                    "score": 0.95,
-                    "location": {"lat": 48.8566, "lng": 2.3522},
-                    "drone_id": "DASH-ALERT-1",
-                    "description": "Smoke over the east field",
-                },
-            }
+        alert_id = await raise_alert(
+            drone,
+            alert_type="fire",
+            score=0.95,
+            location={"lat": 48.8566, "lng": 2.3522},
+            description="Smoke over the east field",
         )
-        (ack,) = await drone.wait_for("ack")
-        alert_id = ack["alert_id"]
 
         feed_card = card(page, alert_id)
         await expect(feed_card).to_be_visible()
@@ -222,19 +225,8 @@ async def test_an_alert_answered_from_the_feed_goes_to_the_drone_and_shows_its_i
 ) -> None:
     drone = await DeviceClient(product.url, "drone", "DASH-RESP-1").connect()
     try:
-        await drone.send(
-            {
-                "type": "alert",
-                "data": {
-                    "alert_type": "intrusion",
-                    "score": 0.5,
-                    "location": {"lat": 1.0, "lng": 2.0},
-                    "drone_id": "DASH-RESP-1",
-                },
-            }
-        )
-        (ack,) = await drone.wait_for("ack")
-        feed_card = card(page, ack["alert_id"])
+        alert_id = await raise_alert(drone)
+        feed_card = card(page, alert_id)
         await feed_card.locator("button.respond").click()
         dialog = page.page.locator("#respond-dialog")
         await dialog.locator('input[name="actions"]').fill("hover, take_photo")
@@ -247,9 +239,7 @@ async def test_an_alert_answered_from_the_feed_goes_to_the_drone_and_shows_its_i
         await expect(feed_card.locator("button.respond")).to_be_hidden()
 
         image_url = f"{product.url}/static/dashboard/favicon.svg"
-        await drone.send(
-            {"type": "image", "data": {"alert_id": ack["alert_id"], "image_url": image_url}}
-        )
+        await drone.send({"type": "image", "data": {"alert_id": alert_id, "image_url": image_url}})
         await expect(feed_card).to_have_attribute("data-stage", "completed")
         await expect(feed_card.locator("img.evidence")).to_have_attribute("src", image_url)
     finally:
@@ -259,17 +249,7 @@ async def test_an_alert_answered_from_the_feed_goes_to_the_drone_and_shows_its_i
 async def test_an_image_on_another_site_is_a_link_not_a_request(
     product: Product, page: WatchedPage
 ) -> None:
-    alert = (
-        await product.http.post(
-            "/api/v1/alerts",
-            json={
-                "alert_type": "other",
-                "score": 0.2,
-                "location": {"lat": 0, "lng": 0},
-                "drone_id": "DASH-IMG-1",
-            },
-        )
-    ).json()
+    alert = await post_alert(product.http, "DASH-IMG-1")
     await product.http.put(f"/api/v1/alerts/{alert['alert_id']}/response", json={"actions": ["x"]})
     await product.http.put(
         f"/api/v1/alerts/{alert['alert_id']}/image",
@@ -314,17 +294,7 @@ async def test_the_state_that_exists_is_there_when_the_page_opens(
     product: Product, open_page: OpenPage
 ) -> None:
     await register(product.http, "DASH-OLD-1", deviceName="Was here")
-    alert = (
-        await product.http.post(
-            "/api/v1/alerts",
-            json={
-                "alert_type": "accident",
-                "score": 0.75,
-                "location": {"lat": 3, "lng": 4},
-                "drone_id": "DASH-OLD-1",
-            },
-        )
-    ).json()
+    alert = await post_alert(product.http, "DASH-OLD-1", alert_type="accident", score=0.75)
     task = (
         await product.http.post(
             "/api/processing-tasks",

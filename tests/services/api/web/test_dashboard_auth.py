@@ -18,6 +18,7 @@ from tests.fixtures.dashboard import (
     MODULE_LOOP,
     OpenPage,
     Product,
+    post_alert,
     run_product,
 )
 
@@ -35,13 +36,7 @@ async def product() -> AsyncIterator[Product]:
                 "/api/v1/drones/register", json={"deviceSerialNumber": serial}
             )
             assert response.status_code == 201, response.text
-        alert = {
-            "alert_type": "intrusion",
-            "score": 0.8,
-            "location": {"lat": 0, "lng": 0},
-            "drone_id": "AUTH-1",
-        }
-        assert (await running.http.post("/api/v1/alerts", json=alert)).status_code == 201
+        await post_alert(running.http, "AUTH-1", alert_type="intrusion", score=0.8)
         yield running
 
 
@@ -162,3 +157,15 @@ async def test_something_that_is_not_a_token_is_refused_in_the_dialog(
 
     await expect(page.page.locator("#token-dialog .error")).to_contain_text("not a token")
     await expect(page.page.locator(PROMPT)).to_be_visible()
+
+
+async def test_graphiql_opened_from_the_page_sends_the_token(
+    product: Product, open_page: OpenPage
+) -> None:
+    page = await signed_in(open_page, product, token("viewer"))
+    await page.page.click("#graphiql-link")
+    await page.page.wait_for_selector(".graphiql-container .graphiql-query-editor")
+    await expect(page.page.locator(".graphiql-editor-tool")).to_contain_text("Authorization")
+    await page.page.locator(".graphiql-execute-button").click()
+    await expect(page.page.locator(".graphiql-response")).to_contain_text('"anomalyAlerts"')
+    await expect(page.page.locator(".graphiql-response")).not_to_contain_text("Unauthorized")
