@@ -53,7 +53,8 @@ export class DrawerView {
     this.shownValues = null; // what the form showed when last filled from the drone
     this.awaiting = null; // a saved edit whose event has not arrived yet
     this.series = new Map(); // sensor_id -> {type, unit, points: [...], ids: Set}
-    this.latestReading = null;
+    this.latestReading = null; // the newest reading polled: the next poll asks for what follows
+    this.loading = null; // the serial whose readings are being fetched
     this.poller = null;
     this.dirty = { drone: false, events: false, telemetry: false };
     this.root.querySelector(".close").addEventListener("click", () => this.close());
@@ -233,6 +234,8 @@ export class DrawerView {
   // --- telemetry -----------------------------------------------------------------------------
 
   async loadTelemetry(serial) {
+    if (this.loading === serial) return;
+    this.loading = serial;
     let page;
     try {
       page = await this.api.get("/api/v1/sensors/data", {
@@ -243,10 +246,15 @@ export class DrawerView {
     } catch (error) {
       if (serial === this.serial) this.sparklines.replaceChildren(h("p", { class: "muted" }, `Telemetry unavailable: ${error.message}`));
       return;
+    } finally {
+      if (this.loading === serial) this.loading = null;
     }
     if (serial !== this.serial) return;
     // Newest first from the API; oldest first here.
-    for (const reading of page.readings.slice().reverse()) this.addReading(reading);
+    for (const reading of page.readings.slice().reverse()) {
+      this.addReading(reading);
+      if (!this.latestReading || reading.timestamp > this.latestReading) this.latestReading = reading.timestamp;
+    }
     this.mark("telemetry");
   }
 
@@ -273,7 +281,6 @@ export class DrawerView {
     while (index > 0 && points[index - 1].at > at) index -= 1;
     points.splice(index, 0, point);
     if (points.length > POINTS_PER_SENSOR) points.splice(0, points.length - POINTS_PER_SENSOR);
-    if (!this.latestReading || reading.timestamp > this.latestReading) this.latestReading = reading.timestamp;
   }
 
   anomalyArrived(id) {
@@ -281,6 +288,8 @@ export class DrawerView {
     if (!anomaly || anomaly.drone_serial !== this.serial) return;
     this.addReading({ ...anomaly, is_anomaly: true });
     this.mark("telemetry");
+    // The readings around it published nothing: fetch them now rather than at the next poll.
+    this.loadTelemetry(this.serial);
   }
 
   renderTelemetry() {
