@@ -477,8 +477,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             await page.goto(f"{api_url}/")
             await page.wait_for_selector('#connection[data-state="live"]')
             await page.wait_for_selector("body[data-loaded]")
-            shown = await page.locator("#drone-table tbody tr").count()
-            assert shown == args.drones, f"{shown} rows for {args.drones} drones"
+            listed = await page.locator("#drones-title .count").text_content()
+            assert listed == str(args.drones), f"{listed} drones listed for {args.drones}"
             session = await page.context.new_cdp_session(page)
             await session.send("Performance.enable")
             await asyncio.sleep(2)  # settle after the first load

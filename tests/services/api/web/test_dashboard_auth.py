@@ -59,7 +59,7 @@ async def test_it_asks_for_a_token_and_keeps_it_for_the_tab(
 ) -> None:
     page = await open_page(f"{product.url}/", wait_live=False)
     await expect(page.page.locator(PROMPT)).to_be_visible()
-    await expect(page.page.locator("#drone-table tbody tr")).to_have_count(0)
+    await expect(page.page.locator("#drone-table tbody tr[data-serial]")).to_have_count(0)
 
     admin = token("admin", sub="ops-lead")
     await sign_in(page, admin)
@@ -104,7 +104,7 @@ async def test_a_token_for_some_drones_shows_only_those(
     page = await signed_in(open_page, product, token("operator", drones=["AUTH-2"]))
 
     await expect(page.page.locator('#drone-table tr[data-serial="AUTH-2"]')).to_be_visible()
-    await expect(page.page.locator("#drone-table tbody tr")).to_have_count(1)
+    await expect(page.page.locator("#drone-table tbody tr[data-serial]")).to_have_count(1)
     await expect(page.page.locator("#identity .who")).to_have_text("operator · operator · 1 drone")
     # AUTH-1's alert is not this token's business.
     await expect(page.page.locator("#alert-feed li.card")).to_have_count(0)

@@ -1,8 +1,13 @@
 // The drone list: one row per drone, sorted by serial, updated in place. An event changes only
-// its drone's row (and only the cells whose text changed), in the next animation frame.
+// its drone's row (and only the cells whose text changed), in the next rendered frame.
+//
+// Only the rows in view (and a margin around them) are in the DOM, between two spacer rows
+// that keep the scroll height: painting a table costs what it has rows, and a fleet can have
+// thousands of drones while a screen shows thirty.
 import { ago, h, reconcile, setData, setText } from "../dom.js";
 
-const MAX_ROWS = 1000; // rows in the DOM; a filter narrows a larger fleet
+const ROW_HEIGHT = 25; // px; rows are one line (dashboard.css: #drone-table tbody tr)
+const OVERSCAN = 20; // rows kept above and below the view
 const TICK_MS = 5000; // "last seen" is relative: refreshed this often
 
 function flag(on) {
@@ -14,28 +19,33 @@ export class DronesView {
     this.store = store;
     this.frame = frame;
     this.tbody = document.querySelector("#drone-table tbody");
+    this.scroller = this.tbody.closest(".scroll");
     this.count = document.querySelector("#drones-title .count");
     this.empty = document.querySelector(".panel.drones .empty");
-    this.more = document.querySelector(".panel.drones .more");
     this.filterInput = document.getElementById("drone-filter");
-    this.rows = new Map(); // serial -> {tr, cells}
+    this.above = h("tr", { class: "spacer", "aria-hidden": "true" }, h("td", { colspan: "8" }));
+    this.below = h("tr", { class: "spacer", "aria-hidden": "true" }, h("td", { colspan: "8" }));
+    this.rows = new Map(); // serial -> {tr, cells}, the rows in the DOM
     this.order = []; // serials that pass the filter, sorted
     this.dirty = new Set();
     this.full = true;
     this.tick = false;
+    const request = () => frame.request(this);
     store.on("drone", (serial) => {
       this.dirty.add(serial);
-      frame.request(this);
+      request();
     });
     store.on("reset", () => this.rebuild());
     this.filterInput.addEventListener("input", () => this.rebuild());
+    this.scroller.addEventListener("scroll", request, { passive: true });
+    window.addEventListener("resize", request, { passive: true });
     this.tbody.addEventListener("click", (event) => {
-      const row = event.target.closest("tr");
+      const row = event.target.closest("tr[data-serial]");
       if (row) openDrawer(row.dataset.serial);
     });
     setInterval(() => {
       this.tick = true;
-      frame.request(this);
+      request();
     }, TICK_MS);
   }
 
@@ -55,58 +65,44 @@ export class DronesView {
 
   render() {
     const now = Date.now();
+    const changed = new Set(this.dirty);
+    this.dirty.clear();
     if (this.full) {
       this.full = false;
-      this.dirty.clear();
       this.order = [...this.store.drones.values()]
         .filter((drone) => this.matches(drone))
         .map((drone) => drone.deviceSerialNumber)
         .sort();
-      for (const serial of this.rows.keys()) {
-        if (!this.store.drones.has(serial)) this.rows.delete(serial);
-      }
-      for (const serial of this.order.slice(0, MAX_ROWS)) this.update(serial, now);
-      reconcile(this.tbody, this.order.slice(0, MAX_ROWS), new Map([...this.rows].map(([serial, row]) => [serial, row.tr])));
+      this.rows.clear();
     } else {
-      for (const serial of this.dirty) this.change(serial, now);
-      this.dirty.clear();
+      for (const serial of changed) this.place(serial);
     }
-    if (this.tick) {
-      this.tick = false;
-      for (const [serial, row] of this.rows) {
-        const drone = this.store.drones.get(serial);
-        if (drone) setText(row.cells.seen, ago(drone.lastSeenAt, now));
-      }
+    // The window of rows in view, with a margin.
+    const first = Math.max(0, Math.floor(this.scroller.scrollTop / ROW_HEIGHT) - OVERSCAN);
+    const visible = Math.ceil(this.scroller.clientHeight / ROW_HEIGHT) + 2 * OVERSCAN;
+    const shown = this.order.slice(first, first + visible);
+    const keep = new Set(shown);
+    for (const serial of this.rows.keys()) if (!keep.has(serial)) this.rows.delete(serial);
+    for (const serial of shown) {
+      if (!this.rows.has(serial)) this.update(this.createRow(serial), now);
+      else if (changed.has(serial)) this.update(this.rows.get(serial), now);
+      else if (this.tick) setText(this.rows.get(serial).cells.seen, ago(this.store.drones.get(serial)?.lastSeenAt, now));
     }
+    this.tick = false;
+    this.above.firstChild.style.height = `${first * ROW_HEIGHT}px`;
+    this.below.firstChild.style.height = `${(this.order.length - first - shown.length) * ROW_HEIGHT}px`;
+    const elements = new Map([
+      ["above", this.above],
+      ["below", this.below],
+      ...shown.map((serial) => [serial, this.rows.get(serial).tr]),
+    ]);
+    reconcile(this.tbody, ["above", ...shown, "below"], elements);
     setText(this.count, `${this.store.drones.size}`);
     this.empty.hidden = this.store.drones.size > 0;
-    this.more.hidden = this.order.length <= MAX_ROWS;
-    if (!this.more.hidden) setText(this.more, `Showing ${MAX_ROWS} of ${this.order.length}: filter to narrow.`);
   }
 
-  /** One drone changed: update, insert or remove its row. */
-  change(serial, now) {
-    const drone = this.store.drones.get(serial);
-    const at = this.position(serial);
-    const listed = at < this.order.length && this.order[at] === serial;
-    if (!drone || !this.matches(drone)) {
-      if (listed) this.order.splice(at, 1);
-      this.rows.get(serial)?.tr.remove();
-      this.rows.delete(serial);
-      return;
-    }
-    if (!listed) this.order.splice(at, 0, serial);
-    if (at >= MAX_ROWS) return; // past the rows shown
-    const row = this.update(serial, now);
-    if (!listed || !row.tr.isConnected) {
-      const next = this.order.slice(at + 1, MAX_ROWS).find((other) => this.rows.get(other)?.tr.isConnected);
-      this.tbody.insertBefore(row.tr, next ? this.rows.get(next).tr : null);
-      if (this.tbody.children.length > MAX_ROWS) this.tbody.lastElementChild.remove();
-    }
-  }
-
-  /** Where `serial` is, or would go, in the sorted order. */
-  position(serial) {
+  /** Keeps `order` sorted and filtered as one drone arrives, changes or leaves. */
+  place(serial) {
     let low = 0;
     let high = this.order.length;
     while (low < high) {
@@ -114,16 +110,15 @@ export class DronesView {
       if (this.order[middle] < serial) low = middle + 1;
       else high = middle;
     }
-    return low;
+    const listed = this.order[low] === serial;
+    const drone = this.store.drones.get(serial);
+    const wanted = Boolean(drone) && this.matches(drone);
+    if (listed && !wanted) this.order.splice(low, 1);
+    else if (!listed && wanted) this.order.splice(low, 0, serial);
   }
 
-  update(serial, now) {
-    const drone = this.store.drones.get(serial);
-    let row = this.rows.get(serial);
-    if (!row) {
-      row = this.createRow(serial);
-      this.rows.set(serial, row);
-    }
+  update(row, now) {
+    const drone = this.store.drones.get(row.serial);
     const { tr, cells } = row;
     setData(tr, "online", Boolean(drone.online));
     setText(cells.state, drone.online ? "online" : "offline");
@@ -135,7 +130,6 @@ export class DronesView {
     setText(cells.ai, flag(drone.aiDetectionEnabled));
     cells.ai.classList.toggle("on", Boolean(drone.aiDetectionEnabled));
     setText(cells.classes, (drone.detectionClasses ?? []).join(", "));
-    return row;
   }
 
   createRow(serial) {
@@ -160,6 +154,8 @@ export class DronesView {
       h("td", { class: "ai" }, cells.ai),
       cells.classes
     );
-    return { tr, cells };
+    const row = { serial, tr, cells };
+    this.rows.set(serial, row);
+    return row;
   }
 }
