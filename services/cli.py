@@ -14,15 +14,17 @@ SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
 SETTINGS_HELP = """
 settings (environment or .env): MONGODB_URI, DATABASE_NAME, REDIS_URL, HOST, PORT,
 SECRET_KEY, AUTH_ENABLED, ENVIRONMENT, RETENTION_SECONDS, RETENTION_MAX_EVENTS,
-CLIENT_QUEUE_LIMIT, SUBSCRIPTIONS_PER_CLIENT, DRAIN_SECONDS, CORS_ORIGINS, LOG_LEVEL, LOG_JSON
+CLIENT_QUEUE_LIMIT, SUBSCRIPTIONS_PER_CLIENT, DRAIN_SECONDS, CORS_ORIGINS, PUBLIC_EVENTS_URL,
+LOG_LEVEL, LOG_JSON
 """
 
 DESCRIPTIONS = {
-    "dev": "The whole product in one process on http://127.0.0.1:8000: REST, /docs, device "
-    "WebSockets and Socket.IO at /ws/events. Embedded store and broker unless MONGODB_URI / "
-    "REDIS_URL are set. Auth is off (say --auth to turn it on).",
-    "api": "The REST + device WebSocket service (default port 8000). Needs MONGODB_URI and "
-    "REDIS_URL.",
+    "dev": "The whole product in one process on http://127.0.0.1:8000: the operations "
+    "dashboard at /, REST, /docs, device WebSockets and Socket.IO at /ws/events. Embedded "
+    "store and broker unless MONGODB_URI / REDIS_URL are set. Auth is off (say --auth to turn "
+    "it on).",
+    "api": "The REST + device WebSocket service and the dashboard at / (default port 8000). "
+    "Needs MONGODB_URI and REDIS_URL.",
     "gateway": "The Socket.IO gateway at /ws/events (default port 8001). Needs REDIS_URL.",
     "worker": "The worker: task routing, timeouts, outbox relay; serves probes and metrics "
     "(default port 8002). Needs MONGODB_URI and REDIS_URL.",
@@ -80,7 +82,8 @@ def _serve(command: str, args: argparse.Namespace) -> None:
 
         app: object = create_dev_app(settings)
         print(
-            f"DroneCast dev on http://{host}:{port}  (docs: /docs, Socket.IO: /ws/events)\n"
+            f"DroneCast dev on http://{host}:{port}  (dashboard: /, docs: /docs, "
+            "Socket.IO: /ws/events)\n"
             + (
                 "  AUTH IS OFF: every request is trusted. Use --auth to require tokens.\n"
                 if not settings.auth_enabled
