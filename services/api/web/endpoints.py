@@ -106,7 +106,7 @@ def web_router(settings: Settings, openapi_url: str) -> APIRouter:
     )
     policy = content_security_policy(settings)
 
-    @router.get("/", response_class=HTMLResponse)
+    @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(
             page,

@@ -62,6 +62,12 @@ async def test_the_dashboard_is_served_at_the_root(api_client: httpx.AsyncClient
     }
 
 
+async def test_the_dashboard_answers_head_like_get(api_client: httpx.AsyncClient) -> None:
+    response = await api_client.head("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+
+
 async def test_every_asset_of_every_page_is_the_products_own(
     api_client: httpx.AsyncClient,
 ) -> None:
