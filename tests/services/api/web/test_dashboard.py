@@ -345,3 +345,12 @@ async def test_graphiql_runs_a_seed_query(product: Product, open_page: OpenPage)
     page = await open_page(f"{product.url}/api/v1/graphql", wait_live=False)
     await page.page.locator(".graphiql-execute-button").click()
     await expect(page.page.locator(".graphiql-response")).to_contain_text("DASH-GQL-1")
+
+
+async def test_a_drones_drawer_opens_from_the_keyboard(product: Product, page: WatchedPage) -> None:
+    await register(product.http, "DASH-KEY-1")
+    await row(page, "DASH-KEY-1").focus()
+    await page.page.keyboard.press("Enter")
+    await expect(page.page.locator('#drawer[data-serial="DASH-KEY-1"]')).to_be_visible()
+    await page.page.keyboard.press("Escape")
+    await expect(page.page.locator("#drawer")).to_be_hidden()

@@ -43,6 +43,13 @@ export class DronesView {
       const row = event.target.closest("tr[data-serial]");
       if (row) openDrawer(row.dataset.serial);
     });
+    this.tbody.addEventListener("keydown", (event) => {
+      const row = event.target.closest("tr[data-serial]");
+      if (row && (event.key === "Enter" || event.key === " ")) {
+        event.preventDefault();
+        openDrawer(row.dataset.serial);
+      }
+    });
     setInterval(() => {
       this.tick = true;
       request();
@@ -144,7 +151,7 @@ export class DronesView {
     };
     const tr = h(
       "tr",
-      { dataset: { serial } },
+      { dataset: { serial }, tabindex: "0", title: `${serial}: open its drawer` },
       h("td", { class: "presence" }, h("span", { class: "presence-dot" }), cells.state),
       h("td", { class: "serial" }, serial),
       cells.name,
