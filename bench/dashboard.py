@@ -18,7 +18,7 @@ For each phase, measured in the page: frame intervals (requestAnimationFrame) p5
 frames over 50 ms, long tasks (PerformanceObserver 'longtask'), main-thread time by kind
 (CDP Performance metrics: script, layout, style), event -> DOM latency (publish time to the
 event's row in the log, one clock), rows of the drone table replaced (should be none: rows are
-updated in place), DOM nodes and JS heap (bounded memory). One JSON line per phase on stdout
+updated in place), DOM nodes and JS heap after a garbage collection (bounded memory). One JSON line per phase on stdout
 and in bench/results/dashboard.jsonl.
 
     flock /tmp/dronecast-bench.lock .venv/bin/python bench/dashboard.py
@@ -387,6 +387,7 @@ async def phase(
     await asyncio.sleep(1.0)  # the last events reach the page
     wall = time.monotonic() - started
     after = await main_thread_metrics(session)
+    await session.send("HeapProfiler.collectGarbage")  # the heap that is live, not garbage
     page_side = await page.evaluate(COLLECT)
     frames = page_side["frames"]
     long_tasks = page_side["longTasks"]
