@@ -18,8 +18,8 @@ For each phase, measured in the page: frame intervals (requestAnimationFrame) p5
 frames over 50 ms, long tasks (PerformanceObserver 'longtask'), main-thread time by kind
 (CDP Performance metrics: script, layout, style), event -> DOM latency (publish time to the
 event's row in the log, one clock), rows of the drone table replaced (should be none: rows are
-updated in place), DOM nodes and JS heap after a garbage collection (bounded memory). One JSON line per phase on stdout
-and in bench/results/dashboard.jsonl.
+updated in place), DOM nodes and JS heap after a garbage collection (bounded memory). One JSON
+line per phase on stdout and in bench/results/dashboard.jsonl.
 
     flock /tmp/dronecast-bench.lock .venv/bin/python bench/dashboard.py
     .venv/bin/python bench/dashboard.py --drones 20 --seconds 2 --stress 40   # smoke
