@@ -24,11 +24,12 @@ SETTINGS_HELP = "\n" + textwrap.fill(
 )
 
 DESCRIPTIONS = {
-    "dev": "The whole product in one process on http://127.0.0.1:8000: REST, /docs, device "
-    "WebSockets and Socket.IO at /ws/events. Embedded store and broker unless MONGODB_URI / "
-    "REDIS_URL are set. Auth is off (say --auth to turn it on).",
-    "api": "The REST + device WebSocket service (default port 8000). Needs MONGODB_URI and "
-    "REDIS_URL.",
+    "dev": "The whole product in one process on http://127.0.0.1:8000: the operations "
+    "dashboard at /, REST, /docs, device WebSockets and Socket.IO at /ws/events. Embedded "
+    "store and broker unless MONGODB_URI / REDIS_URL are set. Auth is off (say --auth to turn "
+    "it on).",
+    "api": "The REST + device WebSocket service and the dashboard at / (default port 8000). "
+    "Needs MONGODB_URI and REDIS_URL.",
     "gateway": "The Socket.IO gateway at /ws/events (default port 8001). Needs MONGODB_URI and "
     "REDIS_URL.",
     "worker": "The worker: task routing, timeouts, outbox relay; serves probes and metrics "
@@ -98,7 +99,8 @@ def _serve(command: str, args: argparse.Namespace) -> None:
 
         app: object = create_dev_app(settings)
         print(
-            f"DroneCast dev on http://{host}:{port}  (docs: /docs, Socket.IO: /ws/events)\n"
+            f"DroneCast dev on http://{host}:{port}  (dashboard: /, docs: /docs, "
+            "Socket.IO: /ws/events)\n"
             + (
                 "  AUTH IS OFF: every request is trusted. Use --auth to require tokens.\n"
                 if not settings.auth_enabled

@@ -101,6 +101,15 @@ class Settings(BaseSettings):
         5.0, gt=0, description="a worker's hold on routing one drone; a dead worker's lapses"
     )
 
+    # The dashboard the api serves at `/`: where browsers reach the Socket.IO gateway.
+    public_events_url: str = Field(
+        "",
+        pattern=r"^(https?://[^/\s?#]+)?$",
+        description="The gateway's origin as browsers see it (https://events.example.com), when "
+        "it is not the api's own; empty: the page's origin (`dronecast dev`, or a proxy that "
+        "routes /ws/events). The gateway's CORS_ORIGINS must then list the api's origin.",
+    )
+
     # Lists
     page_default: int = 50
     page_max: int = 500

@@ -23,6 +23,7 @@ from services.api.tasks.endpoints import seed_router as tasks_seed_router
 from services.api.telemetry.endpoints import router as telemetry_router
 from services.api.telemetry.feed import TelemetryFeed
 from services.api.telemetry.graphql import graphql_router
+from services.api.web.endpoints import install_web
 from shared.limits import RateLimiter
 from shared.logging import get_logger
 from shared.models import OUTBOX_MODELS
@@ -36,7 +37,8 @@ log = get_logger(__name__)
 
 DESCRIPTION = """
 DroneCast's REST API. Drones (seed 001/002), with every change published as an event on Redis
-(`drone:{serial}:{kind}`) and relayed live by the Socket.IO gateway at `/ws/events`.
+(`drone:{serial}:{kind}`) and relayed live by the Socket.IO gateway at `/ws/events`. The live
+operations dashboard is at `/`.
 
 Errors are always `{"error": "<Type>", "detail": "..."}`.
 """
@@ -112,6 +114,9 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=COMMON_ERRORS,
+        # Served by services/api/web from the product's own assets, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = rt
@@ -135,6 +140,7 @@ def create_app(
     app.include_router(telemetry_router)
     app.include_router(graphql_router(settings))
     app.include_router(devices_router)
+    install_web(app, settings)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -273,6 +273,9 @@ def headers(body: list[Directive]) -> dict[str, str]:
 
 
 API_REQUESTS = [
+    "/",
+    "/static/dashboard/js/main.js",
+    "/static/vendor/socket.io/socket.io.esm.min.js",
     "/api/v1/drones",
     "/api/v1/drones/sn/SN-1",
     "/api/alerts",
@@ -316,7 +319,7 @@ def test_proxy_routes_socketio_to_gateways(locations, path: str) -> None:
     assert upstream_of(route(locations, path)) == "dronecast_gateway"
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/ready", "/", "/apix"])
+@pytest.mark.parametrize("path", ["/metrics", "/ready", "/apix", "/staticx", "/index.html"])
 def test_proxy_does_not_expose_internal_paths(locations, path: str) -> None:
     assert upstream_of(route(locations, path)) is None
 

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +294,27 @@ def test_dev_overlay_runs_no_other_dronecast_command() -> None:
             if doc and doc.get("kind") in ("Deployment", "StatefulSet"):
                 for c in doc["spec"]["template"]["spec"]["containers"]:
                     assert not c["image"].startswith("dronecast"), f"{path.name}: {c['name']}"
+
+
+# --------------------------------------------------------------------------------------------
+# The wheel the image installs
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_wheel_carries_the_dashboard_and_every_asset(tmp_path: Path) -> None:
+    """The image installs the wheel, not the sources: the dashboard and the docs pages need
+    their static files in it (package data), and nothing of the npm project that vendors them."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("dronecast-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packed = set(archive.namelist())
+    static = REPO / "services/api/web/static"
+    wanted = {str(path.relative_to(REPO)) for path in static.rglob("*") if path.is_file()}
+    assert wanted, "no static files found"
+    assert wanted <= packed, f"missing from the wheel: {sorted(wanted - packed)[:10]}"
+    assert not [name for name in packed if "node_modules" in name or name.endswith("vendor.mjs")]

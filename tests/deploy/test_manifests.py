@@ -487,7 +487,17 @@ def test_dev_overlay_settings_start(dev, monkeypatch: pytest.MonkeyPatch) -> Non
 # Ingress
 # --------------------------------------------------------------------------------------------
 
-API_PATHS = {"/api", "/docs", "/openapi.json", "/ws/drone", "/ws/application", "/health"}
+API_PATHS = {
+    "/",
+    "/static",
+    "/api",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/ws/drone",
+    "/ws/application",
+    "/health",
+}
 
 
 def test_ingress_routes(base) -> None:

@@ -1,11 +1,12 @@
 """Telemetry over GraphQL (seed 004): `POST /api/v1/graphql`, queries `sensorData` and
-`anomalyAlerts`.
+`anomalyAlerts`, and the same two as subscriptions over graphql-transport-ws.
 
 The resolvers call the same `telemetry_service` as the REST lists, so filters, the token's
 drone scope and the order (newest first) are the REST ones; only the shape differs (seed 004's
 camelCase). A query needs what a REST read needs (`CanRead`): no token is an HTTP 401 JSON error
 before any GraphQL runs. Bad arguments are GraphQL errors (`errors`, HTTP 200), never a 500.
-There are no mutations or subscriptions. Outside production, `GET` serves GraphiQL (a static
+There are no mutations. Subscriptions are fed by the bus (`feed.py`) under the same token
+scope. Outside production, `GET` serves GraphiQL (a static
 page: the queries it sends need a token like any other).
 """
 
@@ -27,7 +28,6 @@ from starlette.requests import HTTPConnection
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.fastapi import BaseContext, GraphQLRouter
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.scalars import JSON
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
@@ -37,6 +37,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from services.api.deps import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from services.api.security import bearer, current_principal
 from services.api.telemetry.feed import TelemetryFeed, TooSlow
+from services.api.web.endpoints import graphiql_page
 from shared.auth import ANONYMOUS_ADMIN, Action, Principal, verify_token
 from shared.drones.schemas import SERIAL_PATTERN
 from shared.errors import DroneCastError
@@ -520,7 +521,7 @@ REQUEST_BODY: dict[str, Any] = {
 
 async def graphiql() -> HTMLResponse:
     """GraphiQL: a static page; the queries it sends need a token like any other."""
-    return HTMLResponse(get_graphql_ide_html("graphiql"))
+    return graphiql_page()
 
 
 def graphql_router(settings: Settings) -> APIRouter:

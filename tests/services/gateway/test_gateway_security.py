@@ -57,6 +57,23 @@ async def test_refused_handshake_says_why_in_a_json_object(product: Product) -> 
     }
 
 
+async def test_a_refused_handshake_says_why_in_words_and_as_data(product: Product) -> None:
+    client = socketio.AsyncClient(reconnection=False)
+    refusals: list[dict[str, object]] = []
+    client.on("connect_error", refusals.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(
+            product.url,
+            socketio_path="/ws/events",
+            transports=["websocket"],
+            auth={"token": token("admin", ttl=-5)},
+        )
+    # socket.io-client shows `message` as err.message and `data` as err.data.
+    assert refusals == [
+        {"message": "token expired", "data": {"error": "Unauthorized", "detail": "token expired"}}
+    ]
+
+
 async def test_token_in_header_or_query_is_accepted(product: Product) -> None:
     for kwargs in (
         {"headers": {"Authorization": f"Bearer {token('viewer')}"}},
