@@ -224,6 +224,9 @@ class Gateway:
         try:
             self.hub.subscribe(client, request.all, serials)
             await self.relay.watch(request.all, serials)
+            # Every event after this one reaches the client (live, or replayed below): a client
+            # that receives none before it reconnects resumes from here.
+            ack["latestEventId"] = await self.broker.latest_id() or None
             if request.snapshot and serials:
                 ack["snapshots"] = {}
                 for serial in sorted(serials):
