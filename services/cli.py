@@ -27,6 +27,10 @@ DESCRIPTIONS = {
     "worker": "The worker: task routing, timeouts, outbox relay; serves probes and metrics "
     "(default port 8002). Needs MONGODB_URI and REDIS_URL.",
     "token": "Print a signed bearer token (HS256 with SECRET_KEY).",
+    "simulate": "A simulated fleet against a running DroneCast: drones registered over REST "
+    "and connected over their WebSocket, flights with telemetry at 1 Hz per sensor and "
+    "injected faults, alerts answered by a simulated application, processing tasks. The same "
+    "--seed gives the same fleet. One progress line on stderr; exits 0 after --duration.",
 }
 
 
@@ -59,7 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--drones", default="", help="comma-separated serials, or * for all")
     token.add_argument("--sub", default=None, help="subject (default: the role)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    simulate = commands.add_parser(
+        "simulate", help=DESCRIPTIONS["simulate"], description=DESCRIPTIONS["simulate"]
+    )
+    try:
+        from dronecast_client.simulator import add_arguments
+    except ImportError:  # the client is its own distribution; `make setup` installs it
+        simulate.set_defaults(missing_client=True)
+    else:
+        add_arguments(simulate)
     return parser
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if getattr(args, "missing_client", False):
+        print(
+            "dronecast simulate needs the Python client: pip install -e clients/python",
+            file=sys.stderr,
+        )
+        return 2
+    from dronecast_client.simulator import run
+
+    return run(args)
 
 
 def _serve(command: str, args: argparse.Namespace) -> None:
@@ -134,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "token":
             _token(args)
+        elif args.command == "simulate":
+            raise SystemExit(_simulate(args))
         else:
             _serve(args.command, args)
     except ValidationError as exc:

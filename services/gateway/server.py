@@ -59,6 +59,12 @@ def token_from(environ: dict[str, Any], auth: Any) -> str | None:
     return values[0] if values else None
 
 
+def refusal(error: str, detail: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused handshake. Clients get `connect_error` with `message` (the detail, readable
+    as is) and `data` `{"error", "detail"}`."""
+    return socketio.exceptions.ConnectionRefusedError(detail, {"error": error, "detail": detail})
+
+
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first.get("loc", ()))
@@ -118,9 +124,7 @@ class Gateway:
             else f"ip:{environ.get('REMOTE_ADDR', 'unknown')}"
         )
         if self._connections[key] >= self.settings.connections_per_client:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"error": "TooManyConnections", "detail": "too many connections for this client"}
-            )
+            raise refusal("TooManyConnections", "too many connections for this client")
         self._connections[key] += 1
         self._client_keys[sid] = key
         self._principals[sid] = principal
@@ -139,14 +143,12 @@ class Gateway:
             return ANONYMOUS_ADMIN
         token = token_from(environ, auth)
         if token is None:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"error": "Unauthorized", "detail": "send auth: {token: <bearer token>}"}
-            )
+            raise refusal("Unauthorized", "send auth: {token: <bearer token>}")
         try:
             principal = verify_token(self.settings, token)
             principal.require(Action.SUBSCRIBE)
         except DroneCastError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(exc.to_dict()) from exc
+            raise refusal(exc.error, exc.detail) from exc
         return principal
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:

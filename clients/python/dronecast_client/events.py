@@ -86,7 +86,9 @@ class AsyncEventsClient:
         self._paused = False
         self._closed = False
         self._reconnecting = False
+        self._refusal: dict[str, Any] | None = None
         self._sio.on("connect", self._on_connect)
+        self._sio.on("connect_error", self._on_connect_error)
         self._sio.on("disconnect", self._on_disconnect)
         self._sio.on("connected", self._on_connected)
         self._sio.on("drone:snapshot", self._on_snapshot)
@@ -111,6 +113,7 @@ class AsyncEventsClient:
         raise last
 
     async def _connect_once(self) -> None:
+        self._refusal = None
         try:
             await self._sio.connect(
                 self.url,
@@ -120,9 +123,8 @@ class AsyncEventsClient:
                 wait_timeout=self.request_timeout,
             )
         except socketio.exceptions.ConnectionError as exc:
-            detail = exc.args[1] if len(exc.args) > 1 else None
-            if isinstance(detail, dict) and "error" in detail:
-                raise error_from(detail) from exc
+            if self._refusal is not None:  # the server said why (a token refused)
+                raise error_from(self._refusal) from exc
             raise TransportError(f"cannot connect to {self.url}{SOCKETIO_PATH}: {exc}") from exc
 
     async def close(self) -> None:
@@ -255,6 +257,15 @@ class AsyncEventsClient:
             self._push(SlowConsumer(detail=detail or "cut off by the server"))
         else:
             self._push(ServerNotice(error=error, detail=detail))
+
+    def _on_connect_error(self, data: Any = None) -> None:
+        """A refused handshake: `{"message", "data": {"error", "detail"}}`."""
+        if isinstance(data, dict):
+            inner = data.get("data")
+            if isinstance(inner, dict) and "error" in inner:
+                self._refusal = inner
+            elif "error" in data:
+                self._refusal = data
 
     def _on_connected(self, payload: dict[str, Any]) -> None:
         self.client_id = payload.get("clientId")
