@@ -129,6 +129,11 @@ class Flight:
         self.phase_left = self.rng.randint(1, 6)
         self.position = self.home
         self.heading = self.rng.uniform(0, 2 * math.pi)
+        if self.rng.random() < 0.5:  # half the fleet is already out on a mission
+            self.cruise_altitude = self.altitude = self.rng.uniform(30, 100)
+            self.motor_temperature = self.rng.uniform(44, 50)
+            self.legs_left = self.rng.randint(1, 4)
+            self._enter("cruise")
 
     @property
     def airborne(self) -> bool:
@@ -253,6 +258,7 @@ class Simulation:
         seed: int,
         token: str | None = None,
         drain: float = 15.0,
+        activity: float = 1.0,
         out: TextIO = sys.stderr,
     ) -> None:
         self.api_url = api.rstrip("/")
@@ -260,6 +266,7 @@ class Simulation:
         self.seed = seed
         self.token = token
         self.drain = drain
+        self.activity = activity  # scales how often sightings, faults and tasks happen
         self.out = out
         self.counters = Counters()
         self.prefix = f"SIM{seed}-"
@@ -384,22 +391,30 @@ class Simulation:
         fault_roll, sighting_roll, task_roll = rng.random(), rng.random(), rng.random()
         fault_kind, sighting = rng.choice(sorted(FAULTS)), rng.choice(SIGHTINGS)
         score, task_type, priority = round(rng.uniform(0.45, 0.99), 2), rng.choice(TASK_TYPES), rng.randint(1, 5)
-        if task_roll < TASK_CHANCE:  # on the ground too: the drone processes what it holds
+        # On the ground too: a drone processes the data it holds.
+        if task_roll < TASK_CHANCE * self.activity:
             self._spawn(self._send_task(drone, task_type, priority, step))
         if flight.phase not in ("cruise", "hover"):
             return
-        if flight.fault is None and fault_roll < FAULT_CHANCE:
+        if flight.fault is None and fault_roll < FAULT_CHANCE * self.activity:
             flight.start_fault(fault_kind)
             self.counters.faults += 1
-            self._spawn(self._raise(drone, "other", 0.75, FAULTS[fault_kind]))
-        elif sighting_roll < SIGHTING_CHANCE:
-            self._spawn(self._raise(drone, sighting, score, f"{sighting} sighted"))
+            self._spawn(self._raise(drone, "other", 0.75, FAULTS[fault_kind], flight.position))
+        elif sighting_roll < SIGHTING_CHANCE * self.activity:
+            self._spawn(self._raise(drone, sighting, score, f"{sighting} sighted", flight.position))
 
     # --- alerts -----------------------------------------------------------------------------
 
-    async def _raise(self, drone: SimDrone, kind: str, score: float, description: str) -> None:
+    async def _raise(
+        self,
+        drone: SimDrone,
+        kind: str,
+        score: float,
+        description: str,
+        where: tuple[float, float],
+    ) -> None:
         assert drone.client is not None
-        lat, lng = drone.flight.position
+        lat, lng = where
         try:
             alert = await drone.client.raise_alert(
                 kind, score, lat=round(lat, 6), lng=round(lng, 6), description=description
@@ -608,16 +623,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="after the duration, seconds to let alerts and tasks under way finish (default 15)",
     )
     parser.add_argument(
+        "--activity",
+        type=float,
+        default=1.0,
+        help="how busy the fleet is: scales how often alerts, faults and tasks happen "
+        "(default 1: per drone, a sighting every ~40 s of flight, a task every ~30 s)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print a JSON summary (ids of what it made) on stdout"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.drones < 1 or args.duration <= 0:
-        print("simulate: --drones must be at least 1 and --duration above 0", file=sys.stderr)
+    if args.drones < 1 or args.duration <= 0 or args.activity < 0:
+        print(
+            "simulate: --drones must be at least 1, --duration above 0, --activity at least 0",
+            file=sys.stderr,
+        )
         return 2
     simulation = Simulation(
-        args.api, args.drones, args.duration, args.seed, token=args.token, drain=args.drain
+        args.api,
+        args.drones,
+        args.duration,
+        args.seed,
+        token=args.token,
+        drain=args.drain,
+        activity=args.activity,
     )
     try:
         asyncio.run(simulation.run())

@@ -15,7 +15,7 @@ from tests.fixtures.product import serve_product
 @pytest.fixture
 async def product() -> AsyncIterator[str]:
     """Auth off, short presence timings; yields the base URL."""
-    async for url in serve_product(make_settings(**FAST_PRESENCE)):
+    async with serve_product(make_settings(**FAST_PRESENCE)) as url:
         yield url
 
 
@@ -23,5 +23,5 @@ async def product() -> AsyncIterator[str]:
 async def secured_product() -> AsyncIterator[str]:
     """Auth on (tokens from tests.fixtures.auth)."""
     settings = make_settings(auth_enabled=True, secret_key=SECRET, **FAST_PRESENCE)
-    async for url in serve_product(settings):
+    async with serve_product(settings) as url:
         yield url
