@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -27,21 +28,29 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def system(redis_url: str, redis_server: RedisServer) -> Iterator[dict[str, ServiceProcess]]:
-    """One api and two gateway replicas, each its own process."""
-    env = service_env(redis_url)
-    processes = {
-        "api": ServiceProcess("api", env),
-        "gateway-1": ServiceProcess("gateway", env),
-        "gateway-2": ServiceProcess("gateway", env),
-    }
+@contextlib.contextmanager
+def running(processes: dict[str, ServiceProcess]) -> Iterator[dict[str, ServiceProcess]]:
+    """Start them all at once, wait until each is ready, and stop them all at the end."""
     for process in processes.values():
         process.start(wait_ready=False)
     try:
         for process in processes.values():
-            process.wait_ready()
+            process.wait_ready(30)
         yield processes
     finally:
         for process in processes.values():
             process.stop()
+
+
+@pytest.fixture
+def system(redis_url: str, redis_server: RedisServer) -> Iterator[dict[str, ServiceProcess]]:
+    """One api and two gateway replicas, each its own process."""
+    env = service_env(redis_url)
+    with running(
+        {
+            "api": ServiceProcess("api", env),
+            "gateway-1": ServiceProcess("gateway", env),
+            "gateway-2": ServiceProcess("gateway", env),
+        }
+    ) as processes:
+        yield processes

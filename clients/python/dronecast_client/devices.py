@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -47,7 +47,7 @@ from dronecast_client.models import (
     TaskAccepted,
     parse_device_message,
 )
-from dronecast_client.rest import guess_image_type, image_bytes
+from dronecast_client.rest import alert_fields, guess_image_type, image_bytes, task_fields
 
 # Replies that answer a request. An `error` naming no request it answers is a notice.
 _UNSOLICITED_ERRORS = frozenset({"EventsLost"})
@@ -362,16 +362,7 @@ class AsyncDroneClient(AsyncDeviceClient):
         severity: str | None = None,
     ) -> Alert:
         """Raise an alert; returns it as stored (`pending`). Applications hear of it."""
-        data: dict[str, Any] = {
-            "alert_type": alert_type,
-            "score": score,
-            "location": {"lat": lat, "lng": lng},
-            "drone_id": self.device_id,
-        }
-        if description is not None:
-            data["description"] = description
-        if severity is not None:
-            data["severity"] = severity
+        data = alert_fields(self.device_id, alert_type, score, lat, lng, description, severity)
         ack = await self.request({"type": "alert", "data": data}, resend=False)
         return Alert.model_validate(ack["data"])
 
@@ -391,7 +382,11 @@ class AsyncDroneClient(AsyncDeviceClient):
         additional_data: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Progress on a task; the first one acknowledges it, and each is a heartbeat."""
-        data = {"task_id": task_id, "status": status, "additional_data": dict(additional_data or {})}
+        data = {
+            "task_id": task_id,
+            "status": status,
+            "additional_data": dict(additional_data or {}),
+        }
         return await self.request({"type": "task_status_update", "data": data})
 
     async def report_result(
@@ -440,21 +435,31 @@ class AsyncApplicationClient(AsyncDeviceClient):
     ) -> TaskAccepted:
         """Send a processing task to a drone (it waits as `pending` while the drone is away).
         Returns its `task_id` and the `deadline_at` that applies."""
-        data: dict[str, Any] = {
-            "app_id": self.device_id,
-            "drone_id": drone_id,
-            "task_type": task_type,
-            "input_data": dict(input_data or {}),
-            "priority": priority,
-        }
-        if deadline_seconds is not None:
-            data["deadline_seconds"] = deadline_seconds
+        data = task_fields(
+            self.device_id, drone_id, task_type, input_data, priority, deadline_seconds
+        )
         ack = await self.request({"type": "processing_task", "data": data}, resend=False)
         return TaskAccepted.model_validate(ack)
 
 
 class _SyncDevice(HasTwin):
-    _twin: AsyncDeviceClient
+    _twin_class: type[AsyncDeviceClient]
+
+    def __init__(self, url: str, device_id: str, **options: Any) -> None:
+        twin_class = self._twin_class
+        self._portal = Portal(f"dronecast-{twin_class.kind}-{device_id}")
+
+        async def make() -> AsyncDeviceClient:
+            return twin_class(url, device_id, **options)
+
+        self._twin = self._portal.call(make())
+
+    def connect(self) -> Self:
+        self._portal.call(self._twin.connect())
+        return self
+
+    def __enter__(self) -> Self:
+        return self.connect()
 
     def __iter__(self) -> Iterator[DeviceMessage]:
         while True:
@@ -475,20 +480,7 @@ class _SyncDevice(HasTwin):
 class DroneClient(_SyncDevice):
     """The blocking form of `AsyncDroneClient`."""
 
-    def __init__(self, url: str, drone_id: str, **options: Any) -> None:
-        self._portal = Portal(f"dronecast-drone-{drone_id}")
-
-        async def make() -> AsyncDroneClient:
-            return AsyncDroneClient(url, drone_id, **options)
-
-        self._twin: AsyncDroneClient = self._portal.call(make())
-
-    def connect(self) -> DroneClient:
-        self._portal.call(self._twin.connect())
-        return self
-
-    def __enter__(self) -> DroneClient:
-        return self.connect()
+    _twin_class = AsyncDroneClient
 
     next_message = blocking(AsyncDroneClient.next_message)
     request = blocking(AsyncDroneClient.request)
@@ -501,20 +493,7 @@ class DroneClient(_SyncDevice):
 class ApplicationClient(_SyncDevice):
     """The blocking form of `AsyncApplicationClient`."""
 
-    def __init__(self, url: str, app_id: str, **options: Any) -> None:
-        self._portal = Portal(f"dronecast-application-{app_id}")
-
-        async def make() -> AsyncApplicationClient:
-            return AsyncApplicationClient(url, app_id, **options)
-
-        self._twin: AsyncApplicationClient = self._portal.call(make())
-
-    def connect(self) -> ApplicationClient:
-        self._portal.call(self._twin.connect())
-        return self
-
-    def __enter__(self) -> ApplicationClient:
-        return self.connect()
+    _twin_class = AsyncApplicationClient
 
     next_message = blocking(AsyncApplicationClient.next_message)
     request = blocking(AsyncApplicationClient.request)

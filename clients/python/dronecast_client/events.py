@@ -7,8 +7,9 @@
                 print(item.id, item.event, item.serial)
 
 The client reconnects by itself, with capped backoff: to the same URL (a load balancer in front
-of any number of gateways), or to the next of several URLs given as a list. After each reconnect it subscribes again with `lastEventId`, the newest
-event it received, so it gets every event it missed, in order and once. When that is not
+of any number of gateways), or to the next of several URLs given as a list. After each
+reconnect it subscribes again with `lastEventId`, the newest event it received, so it gets
+every event it missed, in order and once. When that is not
 possible (the gap outlasted the server's replay window, or the bus lost events) it yields an
 `EventsLost` item: reload what you keep over REST. A cut-off for reading too slowly is
 yielded as `SlowConsumer`, and the resume that follows as `Resumed`.
@@ -27,7 +28,6 @@ from dronecast_client._portal import HasTwin, Portal, blocking
 from dronecast_client.errors import ClientClosed, TransportError, error_from
 from dronecast_client.models import (
     EVENT_TYPES,
-    Event,
     EventsLost,
     Resumed,
     ServerNotice,
@@ -170,7 +170,9 @@ class AsyncEventsClient:
             self._push(EventsLost(detail="outside the replay window", after=last_event_id))
         return ack
 
-    async def unsubscribe(self, *, all: bool = False, serials: Iterable[str] = ()) -> dict[str, Any]:
+    async def unsubscribe(
+        self, *, all: bool = False, serials: Iterable[str] = ()
+    ) -> dict[str, Any]:
         wanted = sorted(set(serials))
         async with self._lock:
             ack = await self._call("unsubscribe", {"all": all, "droneSerials": wanted})
@@ -328,9 +330,7 @@ class AsyncEventsClient:
 class EventsClient(HasTwin):
     """The blocking form of `AsyncEventsClient`: iterate over it in a plain thread."""
 
-    def __init__(
-        self, url: str | Sequence[str] = "http://127.0.0.1:8000", **options: Any
-    ) -> None:
+    def __init__(self, url: str | Sequence[str] = "http://127.0.0.1:8000", **options: Any) -> None:
         self._portal = Portal("dronecast-events")
 
         async def make() -> AsyncEventsClient:

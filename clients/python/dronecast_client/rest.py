@@ -70,6 +70,46 @@ def _page(body: dict[str, Any], key: str, model: type[M]) -> Page[M]:
     )
 
 
+def alert_fields(
+    drone_id: str,
+    alert_type: str,
+    score: float,
+    lat: float,
+    lng: float,
+    description: str | None,
+    severity: str | None,
+) -> dict[str, Any]:
+    """An alert as the API takes it (REST body, or a drone's `alert` message data)."""
+    fields: dict[str, Any] = {
+        "drone_id": drone_id,
+        "alert_type": alert_type,
+        "score": score,
+        "location": {"lat": lat, "lng": lng},
+    }
+    fields.update(_params(description=description, severity=severity))
+    return fields
+
+
+def task_fields(
+    app_id: str,
+    drone_id: str,
+    task_type: str,
+    input_data: Mapping[str, Any] | None,
+    priority: int,
+    deadline_seconds: float | None,
+) -> dict[str, Any]:
+    """A processing task as the API takes it (REST body, or `processing_task` data)."""
+    fields: dict[str, Any] = {
+        "app_id": app_id,
+        "drone_id": drone_id,
+        "task_type": task_type,
+        "input_data": dict(input_data or {}),
+        "priority": priority,
+    }
+    fields.update(_params(deadline_seconds=deadline_seconds))
+    return fields
+
+
 def image_bytes(image: bytes | str | Path) -> bytes:
     return bytes(image) if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
 
@@ -156,10 +196,16 @@ class AsyncClient:
         """Register a drone. `fields`: name, category, stream_is_on, ai_detection_enabled,
         detection_classes. A serial already taken raises `Conflict`."""
         body = {"deviceSerialNumber": serial, **_drone_body(fields)}
-        return Drone.model_validate(await self.request("POST", "/api/v1/drones/register", json=body))
+        return Drone.model_validate(
+            await self.request("POST", "/api/v1/drones/register", json=body)
+        )
 
-    async def list_drones(self, *, limit: int | None = None, offset: int | None = None) -> Page[Drone]:
-        body = await self.request("GET", "/api/v1/drones", params=_params(limit=limit, offset=offset))
+    async def list_drones(
+        self, *, limit: int | None = None, offset: int | None = None
+    ) -> Page[Drone]:
+        body = await self.request(
+            "GET", "/api/v1/drones", params=_params(limit=limit, offset=offset)
+        )
         return _page(body, "drones", Drone)
 
     async def get_drone(self, drone_id: str) -> Drone:
@@ -186,19 +232,14 @@ class AsyncClient:
         drone_id: str,
         alert_type: str,
         score: float,
+        *,
         lat: float,
         lng: float,
-        *,
         description: str | None = None,
         severity: str | None = None,
     ) -> Alert:
-        body: dict[str, Any] = {
-            "drone_id": drone_id,
-            "alert_type": alert_type,
-            "score": score,
-            "location": {"lat": lat, "lng": lng},
-        }
-        body.update(_params(description=description, severity=severity))
+        """Store an alert as `pending`, as if its drone had raised it."""
+        body = alert_fields(drone_id, alert_type, score, lat, lng, description, severity)
         return Alert.model_validate(await self.request("POST", "/api/v1/alerts", json=body))
 
     async def list_alerts(
@@ -270,14 +311,8 @@ class AsyncClient:
         priority: int = 3,
         deadline_seconds: float | None = None,
     ) -> Task:
-        body: dict[str, Any] = {
-            "app_id": app_id,
-            "drone_id": drone_id,
-            "task_type": task_type,
-            "input_data": dict(input_data or {}),
-            "priority": priority,
-        }
-        body.update(_params(deadline_seconds=deadline_seconds))
+        """A task for a drone; it waits as `pending` until the drone is connected."""
+        body = task_fields(app_id, drone_id, task_type, input_data, priority, deadline_seconds)
         created = await self.request("POST", "/api/v1/processing-tasks", json=body)
         return Task.model_validate(created["task"])
 

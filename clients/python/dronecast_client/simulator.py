@@ -85,7 +85,9 @@ def png_image(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     """A small valid PNG (a vertical gradient of `rgb`): the drone's 'picture'."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     rows = bytearray()
     for y in range(height):
@@ -353,7 +355,7 @@ class Simulation:
 
     async def _fly(self) -> None:
         """One step a second for every drone, in a fixed order, until the duration is up."""
-        steps = max(1, int(round(self.duration)))
+        steps = max(1, round(self.duration))
         takeoff = time.monotonic()
         for step in range(steps):
             tick_at = takeoff + step + 1
@@ -390,7 +392,11 @@ class Simulation:
         # simulation) does not depend on what happened to earlier messages.
         fault_roll, sighting_roll, task_roll = rng.random(), rng.random(), rng.random()
         fault_kind, sighting = rng.choice(sorted(FAULTS)), rng.choice(SIGHTINGS)
-        score, task_type, priority = round(rng.uniform(0.45, 0.99), 2), rng.choice(TASK_TYPES), rng.randint(1, 5)
+        score, task_type, priority = (
+            round(rng.uniform(0.45, 0.99), 2),
+            rng.choice(TASK_TYPES),
+            rng.randint(1, 5),
+        )
         # On the ground too: a drone processes the data it holds.
         if task_roll < TASK_CHANCE * self.activity:
             self._spawn(self._send_task(drone, task_type, priority, step))
@@ -475,9 +481,10 @@ class Simulation:
         assert drone.client is not None
         rng = random.Random(f"{self.seed}:{command.alert_id}:image")
         await asyncio.sleep(rng.uniform(0.3, 1.2))
-        colour = (rng.randint(40, 255), rng.randint(40, 255), rng.randint(40, 255))
         try:
-            await drone.client.send_image(command.alert_id, f"/uploads/{command.alert_id}.png")  # TEMP
+            await drone.client.send_image(
+                command.alert_id, f"/uploads/{command.alert_id}.png"
+            )  # TEMP
         except DroneCastError as exc:
             self._error(exc)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from dronecast_client import (
     AlertUpdate,
     AsyncApplicationClient,
@@ -24,11 +23,14 @@ from dronecast_client import (
     ValidationError,
 )
 from dronecast_client.models import DeviceMessage
+
 from tests.fixtures.auth import token
 from tests.fixtures.proxy import proxy_to
 
 
-async def next_of(client: AsyncApplicationClient | AsyncDroneClient, kind: type, timeout: float = 5) -> DeviceMessage:
+async def next_of(
+    client: AsyncApplicationClient | AsyncDroneClient, kind: type, timeout: float = 5
+) -> DeviceMessage:
     while True:
         message = await client.next_message(timeout)
         if isinstance(message, kind):
@@ -36,7 +38,10 @@ async def next_of(client: AsyncApplicationClient | AsyncDroneClient, kind: type,
 
 
 async def test_an_alert_is_answered_commanded_and_completed(product: str) -> None:
-    async with AsyncDroneClient(product, "DEV1") as drone, AsyncApplicationClient(product, "app1") as app:
+    async with (
+        AsyncDroneClient(product, "DEV1") as drone,
+        AsyncApplicationClient(product, "app1") as app,
+    ):
         alert = await drone.raise_alert("intrusion", 0.85, lat=40.7, lng=-74.0, description="x")
         created = await next_of(app, AlertUpdate)
         assert isinstance(created, AlertUpdate) and created.event == "alert.created"
@@ -50,7 +55,10 @@ async def test_an_alert_is_answered_commanded_and_completed(product: str) -> Non
 
 
 async def test_a_refused_message_raises_the_servers_error(product: str) -> None:
-    async with AsyncDroneClient(product, "DEV2") as drone, AsyncApplicationClient(product, "app2") as app:
+    async with (
+        AsyncDroneClient(product, "DEV2") as drone,
+        AsyncApplicationClient(product, "app2") as app,
+    ):
         with pytest.raises(NotFound):
             await drone.send_image("alert_missing", "http://x/a.jpg")
         with pytest.raises(ValidationError) as invalid:
@@ -64,8 +72,13 @@ async def test_a_refused_message_raises_the_servers_error(product: str) -> None:
         assert (await drone.raise_alert("fire", 0.6, lat=0, lng=0)).status == "pending"
 
 
-async def test_a_task_is_acknowledged_processed_and_its_result_reaches_the_application(product: str) -> None:
-    async with AsyncDroneClient(product, "DEV3") as drone, AsyncApplicationClient(product, "app3") as app:
+async def test_a_task_is_acknowledged_processed_and_its_result_reaches_the_application(
+    product: str,
+) -> None:
+    async with (
+        AsyncDroneClient(product, "DEV3") as drone,
+        AsyncApplicationClient(product, "app3") as app,
+    ):
         accepted = await app.create_task("DEV3", "object_detection", {"image_url": "x"}, priority=5)
         assert accepted.task_id.startswith("task_") and accepted.status == "pending"
         task = await next_of(drone, ProcessingTask)
@@ -76,10 +89,16 @@ async def test_a_task_is_acknowledged_processed_and_its_result_reaches_the_appli
         await drone.report_result(task.task_id, {"detections": []}, processing_time=0.2)
         result = await next_of(app, ProcessingResultReceived)
     assert isinstance(status, TaskStatusUpdate) and status.additional_data == {"progress": 50}
-    assert isinstance(result, ProcessingResultReceived) and result.success and result.task_id == task.task_id
+    assert (
+        isinstance(result, ProcessingResultReceived)
+        and result.success
+        and result.task_id == task.task_id
+    )
 
 
-async def test_messages_sent_while_cut_off_go_out_in_order_after_the_reconnect(product: str) -> None:
+async def test_messages_sent_while_cut_off_go_out_in_order_after_the_reconnect(
+    product: str,
+) -> None:
     async with proxy_to(product) as proxy, AsyncClient(product) as api:
         drone = await AsyncDroneClient(proxy.url, "DEV4", reconnect_delay=0.05).connect()
         try:
@@ -88,7 +107,9 @@ async def test_messages_sent_while_cut_off_go_out_in_order_after_the_reconnect(p
             await proxy.cut()
             assert not drone.connected or await asyncio.sleep(0.2) is None
             # Sent while the drone has no connection: queued, not lost.
-            status = asyncio.create_task(drone.report_status(task.task_id, additional_data={"progress": 10}))
+            status = asyncio.create_task(
+                drone.report_status(task.task_id, additional_data={"progress": 10})
+            )
             result = asyncio.create_task(drone.report_result(task.task_id, {"done": True}))
             await asyncio.sleep(0.3)
             assert not status.done() and not result.done()
@@ -122,7 +143,7 @@ async def test_an_alert_whose_answer_was_cut_off_is_not_sent_twice(product: str)
         try:
             proxy.hold_replies()  # the alert reaches the server; its ack never comes back
             raising = asyncio.create_task(drone.raise_alert("fire", 0.9, lat=1, lng=1))
-            while (await api.list_alerts(drone_id="DEV6")).total == 0:
+            while (await api.list_alerts(drone_id="DEV6")).total == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             await proxy.cut()
             with pytest.raises(ConnectionLost):
@@ -136,10 +157,14 @@ async def test_an_alert_whose_answer_was_cut_off_is_not_sent_twice(product: str)
 
 async def test_a_drone_may_connect_only_as_itself(secured_product: str) -> None:
     with pytest.raises(NotFound):  # another drone's existence stays private
-        await AsyncDroneClient(secured_product, "DEV7", token=token("drone", ["DEV8"], "DEV8")).connect()
+        await AsyncDroneClient(
+            secured_product, "DEV7", token=token("drone", ["DEV8"], "DEV8")
+        ).connect()
     with pytest.raises(Forbidden):
         await AsyncDroneClient(secured_product, "DEV8", token=token("viewer")).connect()
-    async with AsyncDroneClient(secured_product, "DEV8", token=token("drone", ["DEV8"], "DEV8")) as drone:
+    async with AsyncDroneClient(
+        secured_product, "DEV8", token=token("drone", ["DEV8"], "DEV8")
+    ) as drone:
         assert (await drone.raise_alert("fire", 0.5, lat=0, lng=0)).drone_id == "DEV8"
 
 

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from dronecast_client import (
     AsyncClient,
     AsyncEventsClient,
@@ -20,6 +19,7 @@ from dronecast_client import (
     Unauthorized,
 )
 from dronecast_client.models import StreamItem
+
 from tests.fixtures.auth import token
 from tests.fixtures.proxy import proxy_to
 
@@ -46,7 +46,10 @@ async def test_subscribed_to_all_it_gets_typed_drone_events_in_order(product: st
         created, updated, stream = await take(events, 3)
     assert isinstance(created, DroneEvent) and created.event == "drone.created"
     assert created.full is not None and created.full["deviceSerialNumber"] == "EV1"
-    assert isinstance(updated, DroneEvent) and updated.changes["streamIsOn"] == {"old": False, "new": True}
+    assert isinstance(updated, DroneEvent) and updated.changes["streamIsOn"] == {
+        "old": False,
+        "new": True,
+    }
     assert isinstance(stream, DroneEvent) and stream.event == "drone.stream.status"
     assert created.id < updated.id < stream.id and events.last_event_id == stream.id
 
@@ -108,7 +111,9 @@ async def test_a_resume_outside_the_replay_window_says_events_were_lost(product:
     assert isinstance(lost, EventsLost) and lost.after == "1-0"
 
 
-async def test_a_token_limited_to_one_drone_may_not_subscribe_to_another(secured_product: str) -> None:
+async def test_a_token_limited_to_one_drone_may_not_subscribe_to_another(
+    secured_product: str,
+) -> None:
     detector = token("detector", ["EV6"])
     async with AsyncEventsClient(secured_product, token=detector) as events:
         with pytest.raises(Forbidden):
@@ -124,7 +129,11 @@ async def test_the_blocking_events_client_iterates_in_a_thread(product: str) -> 
         with EventsClient(product) as events:
             events.subscribe(serials=["EV8"])
             ready.set()
-            return [item.event for item, _ in zip(events, range(2), strict=False) if isinstance(item, Event)]
+            return [
+                item.event
+                for item, _ in zip(events, range(2), strict=False)
+                if isinstance(item, Event)
+            ]
 
     ready = __import__("threading").Event()
     watcher = asyncio.create_task(asyncio.to_thread(watch))

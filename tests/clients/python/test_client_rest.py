@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from dronecast_client import (
     AsyncClient,
     Client,
@@ -16,6 +15,7 @@ from dronecast_client import (
     Unauthorized,
     ValidationError,
 )
+
 from tests.fixtures.auth import token
 from tests.fixtures.redis_server import free_port
 
@@ -23,7 +23,11 @@ from tests.fixtures.redis_server import free_port
 async def test_a_drone_is_registered_changed_and_deleted(product: str) -> None:
     async with AsyncClient(product) as api:
         drone = await api.register_drone("SDK1", name="Scout", detection_classes=[0, 2])
-        assert (drone.serial, drone.device_name, drone.detection_classes) == ("SDK1", "Scout", [0, 2])
+        assert (drone.serial, drone.device_name, drone.detection_classes) == (
+            "SDK1",
+            "Scout",
+            [0, 2],
+        )
         changed = await api.update_drone("SDK1", stream_is_on=True)
         assert changed.stream_is_on is True
         assert (await api.get_drone(drone.id)).stream_is_on is True
@@ -49,7 +53,9 @@ async def test_the_apis_errors_are_raised_as_their_exception_with_detail(product
 
 async def test_an_alert_goes_from_pending_to_responded_and_is_listed(product: str) -> None:
     async with AsyncClient(product) as api:
-        alert = await api.create_alert("SDK3", "fire", 0.95, 40.7, -74.0, description="smoke")
+        alert = await api.create_alert(
+            "SDK3", "fire", 0.95, lat=40.7, lng=-74.0, description="smoke"
+        )
         assert (alert.status, alert.severity) == ("pending", "critical")
         responded = await api.respond_to_alert(alert.alert_id, ["hold_position"])
         assert (responded.status, responded.actions) == ("responded", ["hold_position"])
@@ -61,7 +67,9 @@ async def test_an_alert_goes_from_pending_to_responded_and_is_listed(product: st
 
 async def test_a_task_is_created_listed_as_pending_and_cancelled(product: str) -> None:
     async with AsyncClient(product) as api:
-        task = await api.create_task("app1", "SDK4", "image_analysis", {"image_url": "x"}, priority=4)
+        task = await api.create_task(
+            "app1", "SDK4", "image_analysis", {"image_url": "x"}, priority=4
+        )
         assert (task.status, task.priority, task.app_id) == ("pending", 4, "app1")
         assert [t.task_id for t in await api.pending_tasks("SDK4")] == [task.task_id]
         cancelled = await api.cancel_task(task.task_id)
@@ -94,7 +102,9 @@ async def test_the_blocking_client_has_the_same_methods(product: str) -> None:
     assert await asyncio.to_thread(use_it) == ("SDK6", 1)
 
 
-async def test_no_token_is_unauthorized_and_another_drones_is_forbidden(secured_product: str) -> None:
+async def test_no_token_is_unauthorized_and_another_drones_is_forbidden(
+    secured_product: str,
+) -> None:
     async with AsyncClient(secured_product) as anonymous:
         with pytest.raises(Unauthorized):
             await anonymous.list_drones()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import random
 import sys
 
 from dronecast_client import AsyncClient
 from dronecast_client.simulator import Flight, Simulation
+
 from tests.conftest import make_settings
 from tests.fixtures.product import serve_product
 from tests.fixtures.servers import REPO
@@ -36,7 +38,7 @@ def test_a_flight_takes_off_cruises_and_lands_within_physical_bounds() -> None:
     log = flight_log("plausible", 600)
     phases = [phase for phase, _ in log]
     assert {"grounded", "takeoff", "cruise", "hover", "landing"} <= set(phases)
-    for before, after in zip(phases, phases[1:], strict=False):
+    for before, after in itertools.pairwise(phases):
         assert after == before or after in NEXT_PHASES[before], (before, after)
     for (phase, now), (_, before) in zip(log[1:], log, strict=False):
         assert 0 <= now["battery"] <= 100 and now["altitude"] >= 0 and now["vibration"] >= 0
@@ -50,16 +52,24 @@ def test_the_same_seed_flies_the_same_flight_and_another_seed_does_not() -> None
     assert flight_log("seed-1", 120) != flight_log("seed-2", 120)
 
 
-async def run_once(seed: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], dict[str, int]]:
+async def run_once(
+    seed: int,
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], dict[str, int]]:
     """Simulate on a fresh product; what it raised and sent, by content."""
     async with serve_product(make_settings()) as url:
-        simulation = Simulation(url, drones=6, duration=6, seed=seed, drain=10, activity=12, out=io.StringIO())
+        simulation = Simulation(
+            url, drones=6, duration=6, seed=seed, drain=10, activity=12, out=io.StringIO()
+        )
         counters = await simulation.run()
         async with AsyncClient(url) as api:
             alerts = (await api.list_alerts(limit=500)).items
             tasks = (await api.list_tasks(limit=500)).items
-        alert_content = sorted((a.drone_id, a.alert_type, a.score, a.description, a.location.lat) for a in alerts)
-        task_content = sorted((t.drone_id, t.task_type, t.priority, str(t.input_data)) for t in tasks)
+        alert_content = sorted(
+            (a.drone_id, a.alert_type, a.score, a.description, a.location.lat) for a in alerts
+        )
+        task_content = sorted(
+            (t.drone_id, t.task_type, t.priority, str(t.input_data)) for t in tasks
+        )
         return alert_content, task_content, vars(counters)
 
 
