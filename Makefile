@@ -20,7 +20,7 @@ $(BIN)/python:
 $(INSTALLED): $(BIN)/python pyproject.toml clients/python/pyproject.toml
 	@echo "==> installing DroneCast and its Python client into $(VENV) (about a minute the first time)"
 	@$(PIP) install --progress-bar off -e . -e clients/python | grep -E '^(Collecting|Successfully)' || true
-	@$(BIN)/python -c "import shared.cli, dronecast_client" && touch $@
+	@$(BIN)/python -c "import services.cli, dronecast_client" && touch $@
 
 $(INSTALLED_DEV): $(INSTALLED)
 	@echo "==> installing the development tools into $(VENV)"

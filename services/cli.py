@@ -134,7 +134,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
-        ws_max_size=1024 * 1024,
+        ws_max_size=settings.max_frame_bytes,
         # Compression is per connection: it would redo, for every recipient, the frame the
         # gateway encodes once per event. socket.io's Node server ships with it off too.
         ws_per_message_deflate=False,

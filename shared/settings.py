@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     )
     # Limits, per process. A client is its token's subject, or its address when auth is off.
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="REST body and WS frame size")
+    max_image_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        le=15 * 1024 * 1024,
+        description="An alert image (JPEG, PNG or WebP), by REST or in a drone's image message",
+    )
     requests_per_second: float = Field(50.0, gt=0, description="REST requests per client")
     request_burst: int = Field(100, ge=1)
     client_messages_per_second: float = Field(20.0, gt=0, description="Socket.IO messages")
@@ -145,6 +151,12 @@ class Settings(BaseSettings):
         if self.cors_origins:
             return origin in self.cors_origins
         return host is not None and origin.split("://", 1)[-1] == host
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest WebSocket frame taken: a body, or a drone's image message (its base64
+        is 4/3 of the picture's bytes)."""
+        return max(self.max_body_bytes, (self.max_image_bytes + 2) // 3 * 4 + 64 * 1024)
 
     @property
     def embedded_store(self) -> bool:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from services.api.alerts.endpoints import IMAGE_UPLOAD_PATH, uploads_router
 from services.api.alerts.endpoints import router as alerts_router
 from services.api.alerts.endpoints import seed_router as alerts_seed_router
 from services.api.devices.endpoints import router as devices_router
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(drones_router)
     app.include_router(alerts_router)
     app.include_router(alerts_seed_router)
+    app.include_router(uploads_router)
     app.include_router(tasks_router)
     app.include_router(tasks_seed_router)
     app.include_router(telemetry_router)
@@ -131,7 +133,12 @@ def create_app(
         allow_methods=["*"],
         allow_headers=["*"],
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # An image upload is its picture: up to MAX_IMAGE_BYTES (base64 in JSON: 4/3 of that).
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        larger=(IMAGE_UPLOAD_PATH, settings.max_frame_bytes),
+    )
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -7,12 +7,15 @@ API. They accept every field seed 000's own clients send: a `timestamp` on each 
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.drones.schemas import Serial
+from shared.errors import InvalidInput
 from shared.models.alert import AlertStatus, AlertType, Severity
 from shared.schemas import UtcDatetime, time_window
 
@@ -69,12 +72,41 @@ class AlertResponseBody(BaseModel):
     timestamp: UtcDatetime | None = Field(None, description="Sent by seed clients; not stored")
 
 
-class AlertImageBody(BaseModel):
-    """`PUT /api/alerts/{alert_id}/image`."""
+class ImageFields(BaseModel):
+    """An image given by URL (kept as is), or as its bytes in base64 (stored, and served at
+    `/uploads/...`): exactly one of the two."""
 
     model_config = ConfigDict(extra="forbid")
 
-    image_url: ImageUrl
+    image_url: ImageUrl | None = Field(None, description="Where the picture already is")
+    image_data: str | None = Field(
+        None,
+        description="The picture itself, base64: JPEG, PNG or WebP (judged by its content), "
+        "at most MAX_IMAGE_BYTES",
+    )
+    content_type: str | None = Field(
+        None, max_length=100, description="Optional; the content decides the type"
+    )
+
+    @model_validator(mode="after")
+    def _one_image(self) -> ImageFields:
+        if (self.image_url is None) == (self.image_data is None):
+            raise ValueError("give either image_url or image_data (base64), not both")
+        return self
+
+    def image_bytes(self) -> bytes | None:
+        """The decoded `image_data` (None when the image is a URL)."""
+        if self.image_data is None:
+            return None
+        try:
+            return base64.b64decode(self.image_data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput("image_data is not valid base64") from exc
+
+
+class AlertImageBody(ImageFields):
+    """`PUT /api/alerts/{alert_id}/image` as JSON (the image's bytes can also be the body)."""
+
     image_received: Literal[1] = 1
     alert_id: AlertId | None = Field(
         None, description="Seed clients echo it; the path decides which alert"

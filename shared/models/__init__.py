@@ -1,5 +1,6 @@
 from shared.models.alert import Alert
 from shared.models.drone import Drone
+from shared.models.image import ImageChunk, ImageFile
 from shared.models.presence import DevicePresence
 from shared.models.task import ProcessingResult, ProcessingTask, RoutingLease
 from shared.models.telemetry import TelemetryReading
@@ -12,6 +13,8 @@ DOCUMENT_MODELS: list[type] = [
     ProcessingResult,
     RoutingLease,
     TelemetryReading,
+    ImageFile,
+    ImageChunk,
 ]
 
 __all__ = [
@@ -19,6 +22,8 @@ __all__ = [
     "Alert",
     "DevicePresence",
     "Drone",
+    "ImageChunk",
+    "ImageFile",
     "ProcessingResult",
     "ProcessingTask",
     "RoutingLease",

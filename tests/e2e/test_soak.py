@@ -114,7 +114,7 @@ async def test_a_simulated_fleet_reaches_every_subscriber_once_and_in_order(
 
         started = time.monotonic()
         simulate = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shared.cli", "simulate", "--api", api_url,
+            sys.executable, "-m", "services.cli", "simulate", "--api", api_url,
             "--drones", str(DRONES), "--duration", str(DURATION), "--seed", "11",
             "--drain", "15", "--json",
             cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -481,10 +481,9 @@ class Simulation:
         assert drone.client is not None
         rng = random.Random(f"{self.seed}:{command.alert_id}:image")
         await asyncio.sleep(rng.uniform(0.3, 1.2))
+        colour = (rng.randint(40, 255), rng.randint(40, 255), rng.randint(40, 255))
         try:
-            await drone.client.send_image(
-                command.alert_id, f"/uploads/{command.alert_id}.png"
-            )  # TEMP
+            await drone.client.send_image(command.alert_id, png_image(64, 48, colour))
         except DroneCastError as exc:
             self._error(exc)
 

@@ -77,6 +77,7 @@ class Connection:
         # every message as the one they wait for, and rely on the WebSocket protocol's pings.
         self.extended = False
         self.close_reason: CloseReason | None = None
+        self.max_image_bytes = 0  # set by the hub (MAX_IMAGE_BYTES)
         # Who the socket speaks as (ANONYMOUS_ADMIN when AUTH_ENABLED=false).
         self.principal: Principal = ANONYMOUS_ADMIN
         self.closing = asyncio.Event()

@@ -10,7 +10,6 @@ import orjson
 from pydantic import ValidationError
 
 from services.api.devices.connection import Connection, DeviceKind
-from shared.alerts.schemas import AlertImageBody
 from shared.alerts.service import alert_service
 from shared.broker import Broker
 from shared.devices.schemas import (
@@ -45,11 +44,12 @@ async def on_alert(broker: Broker, connection: Connection, raw: dict[str, Any]) 
 
 async def on_image(broker: Broker, connection: Connection, raw: dict[str, Any]) -> Reply:
     frame = ImageFrame.model_validate(raw)
-    alert = await alert_service.attach_image(
+    alert = await alert_service.attach(
         broker,
         connection.principal,
         frame.data.alert_id,
-        AlertImageBody(image_url=frame.data.image_url),
+        frame.data,
+        connection.max_image_bytes,
         as_drone=connection.device_id,
     )
     return ack_message("image", alert)

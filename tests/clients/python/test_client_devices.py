@@ -23,9 +23,12 @@ from dronecast_client import (
     ValidationError,
 )
 from dronecast_client.models import DeviceMessage
+from dronecast_client.simulator import png_image
 
 from tests.fixtures.auth import token
 from tests.fixtures.proxy import proxy_to
+
+PICTURE = png_image(40, 30, (120, 60, 200))
 
 
 async def next_of(
@@ -49,9 +52,23 @@ async def test_an_alert_is_answered_commanded_and_completed(product: str) -> Non
         responded = await app.respond(alert.alert_id, ["capture_image"])
         command = await next_of(drone, Command)
         assert isinstance(command, Command) and command.actions == ["capture_image"]
-        completed = await drone.send_image(alert.alert_id, f"{product}/uploads/picture.jpg")
+        completed = await drone.send_image(alert.alert_id, PICTURE)
+        async with AsyncClient(product) as api:
+            served = await api.download(completed.image_url or "")
     assert responded.status == "responded" and completed.status == "completed"
-    assert completed.image_received == 1
+    assert completed.image_received == 1 and completed.image_url == f"/uploads/{alert.alert_id}.png"
+    assert served == PICTURE
+
+
+async def test_an_image_kept_elsewhere_is_sent_as_its_url(product: str) -> None:
+    async with (
+        AsyncDroneClient(product, "DEV10") as drone,
+        AsyncApplicationClient(product, "app10") as app,
+    ):
+        alert = await drone.raise_alert("fire", 0.5, lat=0, lng=0)
+        await app.respond(alert.alert_id, ["photo"])
+        completed = await drone.send_image(alert.alert_id, "https://cdn.example/p/1.jpg")
+    assert completed.image_url == "https://cdn.example/p/1.jpg"
 
 
 async def test_a_refused_message_raises_the_servers_error(product: str) -> None:

@@ -13,8 +13,10 @@ from dronecast_client import (
     NotFound,
     TransportError,
     Unauthorized,
+    UnsupportedMediaType,
     ValidationError,
 )
+from dronecast_client.simulator import png_image
 
 from tests.fixtures.auth import token
 from tests.fixtures.redis_server import free_port
@@ -51,7 +53,7 @@ async def test_the_apis_errors_are_raised_as_their_exception_with_detail(product
             await api.get_alert("alert_missing")
 
 
-async def test_an_alert_goes_from_pending_to_responded_and_is_listed(product: str) -> None:
+async def test_an_alert_is_responded_to_and_completed_with_its_picture(product: str) -> None:
     async with AsyncClient(product) as api:
         alert = await api.create_alert(
             "SDK3", "fire", 0.95, lat=40.7, lng=-74.0, description="smoke"
@@ -61,7 +63,13 @@ async def test_an_alert_goes_from_pending_to_responded_and_is_listed(product: st
         assert (responded.status, responded.actions) == ("responded", ["hold_position"])
         with pytest.raises(Conflict):
             await api.respond_to_alert(alert.alert_id, ["again"])
-        listed = await api.list_alerts(status="responded", drone_id="SDK3")
+        with pytest.raises(UnsupportedMediaType):
+            await api.upload_alert_image(alert.alert_id, b"not a picture", content_type="image/png")
+        picture = png_image(8, 8, (0, 0, 255))
+        completed = await api.upload_alert_image(alert.alert_id, picture)
+        assert completed.status == "completed"
+        assert await api.download(completed.image_url or "") == picture
+        listed = await api.list_alerts(status="completed", drone_id="SDK3")
         assert [a.alert_id for a in listed.items] == [alert.alert_id]
 
 

@@ -87,7 +87,7 @@ async def test_the_same_seed_raises_the_same_alerts_and_sends_the_same_tasks() -
 async def test_dronecast_simulate_flies_a_fleet_and_exits_zero() -> None:
     async with serve_product(make_settings()) as url:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shared.cli", "simulate", "--api", url, "--drones", "3",
+            sys.executable, "-m", "services.cli", "simulate", "--api", url, "--drones", "3",
             "--duration", "4", "--seed", "3", "--drain", "5",
             cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
