@@ -150,8 +150,7 @@ class DeviceHub:
                 await websocket.send_text(encode(error_message(exc.error, exc.detail)))
                 await websocket.close(1008, exc.error)
             return
-        connection = Connection(websocket, kind, device_id, self.settings.device_queue_limit)
-        connection.max_image_bytes = self.settings.max_image_bytes
+        connection = Connection(websocket, kind, device_id, self.settings)
         connection.principal = principal
         key = connection.rate_key
         if self._per_client[key] >= self.settings.connections_per_client:

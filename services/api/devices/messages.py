@@ -49,7 +49,7 @@ async def on_image(broker: Broker, connection: Connection, raw: dict[str, Any]) 
         connection.principal,
         frame.data.alert_id,
         frame.data,
-        connection.max_image_bytes,
+        connection.settings.max_image_bytes,
         as_drone=connection.device_id,
     )
     return ack_message("image", alert)
@@ -105,7 +105,12 @@ async def on_processing_task(broker: Broker, connection: Connection, raw: dict[s
     data.setdefault("app_id", connection.device_id)
     if data["app_id"] != connection.device_id:
         raise Forbidden(f"application '{connection.device_id}' may not create tasks as another")
-    task = await task_service.create(broker, connection.principal, TaskCreate.model_validate(data))
+    task = await task_service.create(
+        broker,
+        connection.principal,
+        TaskCreate.model_validate(data),
+        connection.settings.task_default_deadline_seconds,
+    )
     if not connection.extended:
         return None
     public = task.public()

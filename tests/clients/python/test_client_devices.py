@@ -4,6 +4,7 @@ against the product: typed messages, replies, reconnects, and nothing lost while
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 import pytest
 from dronecast_client import (
@@ -98,6 +99,10 @@ async def test_a_task_is_acknowledged_processed_and_its_result_reaches_the_appli
     ):
         accepted = await app.create_task("DEV3", "object_detection", {"image_url": "x"}, priority=5)
         assert accepted.task_id.startswith("task_") and accepted.status == "pending"
+        assert accepted.task is not None and accepted.deadline_at == accepted.task.deadline_at
+        created = datetime.fromisoformat(accepted.task.created_at or "")
+        deadline = datetime.fromisoformat(accepted.deadline_at or "")
+        assert deadline - created == timedelta(hours=1)  # TASK_DEFAULT_DEADLINE_SECONDS
         task = await next_of(drone, ProcessingTask)
         assert isinstance(task, ProcessingTask) and task.task_id == accepted.task_id
         assert task.task_type == "object_detection" and task.input_data == {"image_url": "x"}
