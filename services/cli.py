@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -11,11 +12,28 @@ from pydantic import ValidationError
 ROLES = ("admin", "operator", "viewer", "application", "drone", "detector")
 SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
 
-SETTINGS_HELP = """
-settings (environment or .env): MONGODB_URI, DATABASE_NAME, REDIS_URL, HOST, PORT,
-SECRET_KEY, AUTH_ENABLED, ENVIRONMENT, RETENTION_SECONDS, RETENTION_MAX_EVENTS,
-CLIENT_QUEUE_LIMIT, SUBSCRIPTIONS_PER_CLIENT, DRAIN_SECONDS, CORS_ORIGINS, LOG_LEVEL, LOG_JSON
-"""
+
+def settings_help() -> str:
+    """Every setting, from the Settings class itself, so the list cannot drift from it."""
+    from shared.settings import Settings
+
+    lines = ["settings (from the environment, or a .env file in the working directory):"]
+    for name, field in Settings.model_fields.items():
+        lines.append(
+            f"  {name.upper()} = {_shown(name, field.get_default(call_default_factory=True))}"
+        )
+        lines += textwrap.wrap(field.description or "", 88, initial_indent=" " * 6,
+                               subsequent_indent=" " * 6)  # fmt: skip
+    return "\n".join(lines)
+
+
+def _shown(name: str, default: object) -> str:
+    if name == "secret_key":
+        return "(a development key)"
+    if default in ("", None, []):
+        return "(empty)"
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
 
 DESCRIPTIONS = {
     "dev": "The whole product in one process on http://127.0.0.1:8000: REST, /docs, device "
@@ -38,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dronecast",
         description="DroneCast: the real-time event backbone for drone fleets.",
-        epilog=SETTINGS_HELP,
+        epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -47,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
             name,
             help=DESCRIPTIONS[name],
             description=DESCRIPTIONS[name],
-            epilog=SETTINGS_HELP,
+            epilog=settings_help(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("--host", help="listen address (HOST; default 127.0.0.1 for dev)")
