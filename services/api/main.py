@@ -34,8 +34,10 @@ from shared.telemetry.service import telemetry_service
 log = get_logger(__name__)
 
 DESCRIPTION = """
-DroneCast's REST API. Drones (seed 001/002), with every change published as an event on Redis
-(`drone:{serial}:{kind}`) and relayed live by the Socket.IO gateway at `/ws/events`.
+DroneCast's REST API: drones, alerts (and their pictures), processing tasks and sensor
+telemetry. Every change is published as an event on Redis (`drone:{serial}:{kind}`) and relayed
+live by the Socket.IO gateway at `/ws/events`. Drones and applications also connect over
+`/ws/drone/{drone_id}` and `/ws/application/{app_id}` (see docs/messages.md).
 
 Errors are always `{"error": "<Type>", "detail": "..."}`.
 """

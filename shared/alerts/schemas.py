@@ -48,7 +48,7 @@ class AlertFields(BaseModel):
 
 
 class AlertCreate(AlertFields):
-    """`POST /api/alerts` (seed 000's curl body)."""
+    """`POST /api/alerts`: a new alert, as its drone would raise it."""
 
     drone_id: Serial
 
@@ -65,11 +65,9 @@ class AlertResponseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     actions: list[Action] = Field(max_length=100)
-    response: Literal[1] = Field(1, description="1: responded (the only value seed 000 sends)")
-    alert_id: AlertId | None = Field(
-        None, description="Seed clients echo it; the path decides which alert"
-    )
-    timestamp: UtcDatetime | None = Field(None, description="Sent by seed clients; not stored")
+    response: Literal[1] = Field(1, description="1: responded (the only value there is)")
+    alert_id: AlertId | None = Field(None, description="May be sent; the path decides which alert")
+    timestamp: UtcDatetime | None = Field(None, description="May be sent; not stored")
 
 
 class ImageFields(BaseModel):
@@ -108,10 +106,8 @@ class AlertImageBody(ImageFields):
     """`PUT /api/alerts/{alert_id}/image` as JSON (the image's bytes can also be the body)."""
 
     image_received: Literal[1] = 1
-    alert_id: AlertId | None = Field(
-        None, description="Seed clients echo it; the path decides which alert"
-    )
-    timestamp: UtcDatetime | None = Field(None, description="Sent by seed clients; not stored")
+    alert_id: AlertId | None = Field(None, description="May be sent; the path decides which alert")
+    timestamp: UtcDatetime | None = Field(None, description="May be sent; not stored")
 
 
 class LocationOut(BaseModel):
