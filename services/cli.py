@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
 import sys
 import textwrap
 from collections.abc import Sequence
 
+import uvicorn
 from pydantic import ValidationError
 
 ROLES = ("admin", "operator", "viewer", "application", "drone", "detector")
@@ -106,8 +109,6 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _serve(command: str, args: argparse.Namespace) -> None:
-    import uvicorn
-
     from shared.logging import configure_logging
     from shared.settings import Settings
 
@@ -145,7 +146,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         app = create_worker_app(settings)
     from services.gateway.wire import WebSocketProtocol
 
-    uvicorn.run(
+    config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
@@ -160,6 +161,25 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         # (services/gateway/wire.py); every other WebSocket gets uvicorn's websockets-sansio.
         ws=WebSocketProtocol,
     )
+    ready = f"==> DroneCast is ready on http://{host}:{port}" if command == "dev" else None
+    server = _Server(config, ready)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run: it could not start (port taken, bad settings)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying once when it serves (for someone waiting at a terminal)."""
+
+    def __init__(self, config: uvicorn.Config, ready_line: str | None) -> None:
+        super().__init__(config)
+        self.ready_line = ready_line
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.ready_line:
+            print(self.ready_line, file=sys.stderr, flush=True)
 
 
 def _token(args: argparse.Namespace) -> None:
