@@ -251,8 +251,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         stdout, stderr = await simulate.communicate()
         simulated_in = time.monotonic() - ready_at
+        progress = stderr.decode().strip().splitlines()  # a line every 10 s
+        (workdir / "simulate.log").write_text("\n".join(progress))
         if not args.json:
-            print(stderr.decode().strip().splitlines()[-1], file=sys.stderr)
+            print("\n".join(progress[-3:]), file=sys.stderr)
         summary = json.loads(stdout) if simulate.returncode == 0 else {"counters": {}}
         client = aioredis.from_url(redis_url)
         deadline = time.monotonic() + 20
@@ -274,10 +276,17 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         await client.aclose()
         for collector in collectors:
             collector.cancel()
-        async with AsyncClient(core[0].url, timeout=60) as api:
-            tasks = (await api.list_tasks(limit=500)).items
-            alerts = (await api.list_alerts(limit=500)).items
-            readings = (await api.list_readings(limit=1)).total
+        tasks: list[Any] = []
+        alerts: list[Any] = []
+        readings: int | None = None
+        unanswered = None
+        try:  # an overloaded api may not answer: that is a finding, not a crash
+            async with AsyncClient(core[0].url, timeout=180) as api:
+                tasks = (await api.list_tasks(limit=500)).items
+                alerts = (await api.list_alerts(limit=500)).items
+                readings = (await api.list_readings(limit=1)).total
+        except Exception as exc:
+            unanswered = f"{type(exc).__name__}: {exc}"
         rss = {p.name: p.rss_mb() for p in processes}
         errors = {p.name: p.error_lines()[:5] for p in processes if p.name != "redis"}
     finally:
@@ -298,6 +307,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "listeners": [listener.report(record) for listener in listeners],
         "tasks": len(tasks),
         "unfinished_tasks": [t.task_id for t in tasks if not t.final],
+        "api_unanswered": unanswered,
+        "progress": progress[-8:],
+        "logs": str(workdir),
         "alerts": len(alerts),
         "unfinished_alerts": [a.alert_id for a in alerts if a.status != "completed"],
         "readings": readings,
@@ -318,6 +330,8 @@ def verdict(report: dict[str, Any]) -> list[str]:
                 problems.append(f"{listener['listener']}: {key} {listener[key]}")
     if report["simulate_exit"] != 0:
         problems.append(f"simulate exited {report['simulate_exit']}")
+    if report["api_unanswered"]:
+        problems.append(f"the api did not answer: {report['api_unanswered']}")
     if report["unfinished_tasks"] or report["unfinished_alerts"]:
         problems.append("unfinished tasks or alerts")
     if any(report["error_lines"].values()):
