@@ -207,6 +207,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "ENVIRONMENT": "test",
         "AUTH_ENABLED": "false",
         "HOST": "127.0.0.1",
+        # The retention stream is the record of what was published: keep all of the run.
+        "RETENTION_SECONDS": str(int(args.duration) + 600),
         "PRESENCE_GRACE_SECONDS": "0.5",
         "PRESENCE_CHECK_INTERVAL": "0.2",
     }
