@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.drones.schemas import Serial
+from shared.drones.schemas import Serial, not_nullable
 from shared.errors import InvalidInput
 from shared.models.alert import AlertStatus, AlertType, Severity
 from shared.schemas import UtcDatetime, time_window
@@ -74,13 +74,22 @@ class ImageFields(BaseModel):
     """An image given by URL (kept as is), or as its bytes in base64 (stored, and served at
     `/uploads/...`): exactly one of the two."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["image_url"]}, {"required": ["image_data"]}]},
+    )
 
-    image_url: ImageUrl | None = Field(None, description="Where the picture already is")
+    # May be left out, never null: the schema says so, and the validator refuses a null.
+    image_url: ImageUrl | None = Field(
+        None, description="Where the picture already is", json_schema_extra=not_nullable
+    )
     image_data: str | None = Field(
         None,
+        min_length=8,
+        pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
         description="The picture itself, base64: JPEG, PNG or WebP (judged by its content), "
         "at most MAX_IMAGE_BYTES",
+        json_schema_extra=not_nullable,
     )
     content_type: str | None = Field(
         None, max_length=100, description="Optional; the content decides the type"
@@ -88,8 +97,11 @@ class ImageFields(BaseModel):
 
     @model_validator(mode="after")
     def _one_image(self) -> ImageFields:
-        if (self.image_url is None) == (self.image_data is None):
+        sent = {"image_url", "image_data"} & self.model_fields_set
+        if len(sent) != 1:
             raise ValueError("give either image_url or image_data (base64), not both")
+        if getattr(self, sent.pop()) is None:
+            raise ValueError("the image may not be null")
         return self
 
     def image_bytes(self) -> bytes | None:

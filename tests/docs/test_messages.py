@@ -93,6 +93,11 @@ class Device:
         raise AssertionError(f"no {kind}: {[m['type'] for m in self.received]}")
 
 
+def example_of(doc: list[Entry], name: str, sender: str, index: int = 0) -> dict[str, Any]:
+    entry = next(e for e in doc if (e.name, e.sender, e.ack) == (name, sender, False))
+    return entry.examples[index]
+
+
 def substituted(example: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     text = json.dumps(example)
     for placeholder, real in ids.items():
@@ -113,14 +118,18 @@ async def test_the_message_reference_matches_the_product() -> None:
         sio.on("*", lambda name, data=None: events[name].append(data))
         await sio.connect(url, socketio_path="/ws/events", transports=["websocket"])
         sio_acks: list[dict[str, Any]] = []
+        # Registered before it connects: going online is then also a `drone.updated`.
+        await http.post("/api/v1/drones/register", json={"deviceSerialNumber": "drone_002"})
+        await http.post("/api/v1/drones/register", json={"deviceSerialNumber": "drone_001"})
+        for subscribe in (example_of(doc, "subscribe", "client", 0),):
+            sio_acks.append(await sio.call("subscribe", subscribe, timeout=5))
         ws = url.replace("http://", "ws://")
         drone = Device(await connect(f"{ws}/ws/drone/drone_001?welcome=1"))
         app = Device(await connect(f"{ws}/ws/application/app_001?welcome=1"))
         ids: dict[str, str] = {}
 
         def example(name: str, sender: str, index: int = 0) -> dict[str, Any]:
-            entry = next(e for e in doc if (e.name, e.sender, e.ack) == (name, sender, False))
-            return substituted(entry.examples[index], ids)
+            return substituted(example_of(doc, name, sender, index), ids)
 
         async def responded_alert() -> str:
             ack = await drone.send(example("alert", "drone"))
@@ -129,10 +138,6 @@ async def test_the_message_reference_matches_the_product() -> None:
             await drone.wait_for("command")
             return str(ack["alert_id"])
 
-        for subscribe in (example("subscribe", "client", 0),):
-            sio_acks.append(await sio.call("subscribe", subscribe, timeout=5))
-        await http.post("/api/v1/drones/register", json={"deviceSerialNumber": "drone_002"})
-        await http.post("/api/v1/drones/register", json={"deviceSerialNumber": "drone_001"})
         replies: list[tuple[str, dict[str, Any]]] = []
         # Every message a client sends, as the reference shows it.
         await responded_alert()
