@@ -504,7 +504,9 @@ class Simulation:
 
     async def _process(self, drone: SimDrone, task: ProcessingTask) -> None:
         assert drone.client is not None
-        rng = random.Random(f"{self.seed}:{task.task_id}:work")
+        # Seeded by what the task is (its drone and step), not by its server-made id, so that
+        # the same seed gives the same outcomes.
+        rng = random.Random(f"{self.seed}:{sorted(task.input_data.items())}:{task.task_type}")
         seconds = rng.uniform(0.5, 3.0)
         try:
             await drone.client.report_status(task.task_id, "processing", {"progress": 0})

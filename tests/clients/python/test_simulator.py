@@ -75,9 +75,10 @@ async def run_once(
 
 async def test_the_same_seed_raises_the_same_alerts_and_sends_the_same_tasks() -> None:
     first_alerts, first_tasks, counters = await run_once(seed=5)
-    second_alerts, second_tasks, _ = await run_once(seed=5)
+    second_alerts, second_tasks, second_counters = await run_once(seed=5)
     assert first_alerts and first_tasks, counters
     assert (first_alerts, first_tasks) == (second_alerts, second_tasks)
+    assert counters["tasks_failed"] == second_counters["tasks_failed"]  # outcomes too
     # and everything it started, it finished: alerts answered and completed, tasks ended
     assert counters["alerts_completed"] == counters["alerts"] == len(first_alerts)
     assert counters["tasks_completed"] + counters["tasks_failed"] == counters["tasks"], counters
