@@ -4,18 +4,34 @@ VENV := .venv
 BIN := $(VENV)/bin
 VENDOR_DIR := services/api/web/vendor
 VENDOR_MODULES := $(VENDOR_DIR)/node_modules/.package-lock.json
+# PYTHONWARNINGS: setuptools' editable-install banner is not news to a user.
+PIP := PYTHONWARNINGS=ignore $(BIN)/pip --disable-pip-version-check
+# Installs happen again only when a pyproject changes, so `make dev` starts at once after the
+# first time. The Python client (clients/python) goes into the same venv: `dronecast simulate`
+# and the README's snippets use it.
+INSTALLED := $(VENV)/.installed
+INSTALLED_DEV := $(VENV)/.installed-dev
 
 .PHONY: dev test lint setup setup-dev test-deps bench vendor
 
 $(BIN)/python:
+	@echo "==> creating $(VENV) (first run only)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	@$(PIP) install -q --upgrade pip
 
-setup: $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(INSTALLED): $(BIN)/python pyproject.toml clients/python/pyproject.toml
+	@echo "==> installing DroneCast and its Python client into $(VENV) (about a minute the first time)"
+	@$(PIP) install --progress-bar off -e . -e clients/python | grep -E '^(Collecting|Successfully)' || true
+	@$(BIN)/python -c "import services.cli, dronecast_client" && touch $@
 
-setup-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(INSTALLED_DEV): $(INSTALLED)
+	@echo "==> installing the development tools into $(VENV)"
+	@$(PIP) install --progress-bar off -e '.[dev]' | grep -E '^(Collecting|Successfully)' || true
+	@$(BIN)/python -c "import pytest, mypy, dronecast_client" && touch $@
+
+setup: $(INSTALLED)
+
+setup-dev: $(INSTALLED_DEV)
 
 # What the tests need besides Python: redis-server (they start their own), Node for the
 # official socket.io-client, and chromium for the dashboard's browser tests (driven by the

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""An application on DroneCast's device WebSocket (seed 000 Quick Start).
+"""An application on DroneCast's device WebSocket (hear alerts, answer them).
 
 It connects to `/ws/application/{app_id}`, hears every alert as `alert_update`, decides what
-the drone should do (a stand-in for the seed's RL model), and sends a `response`; DroneCast
+the drone should do (a stand-in for a decision model), and sends a `response`; DroneCast
 turns it into a `command` for the drone, wherever it is connected. It then sees the alert
 responded and, once the drone sends its image, completed.
 
@@ -41,7 +41,7 @@ def say(*parts: Any) -> None:
 
 
 def decide(alert: dict[str, Any]) -> list[str]:
-    """What the drone should do: the seed's rule-based stand-in for an RL model."""
+    """What the drone should do: a rule-based stand-in for a decision model."""
     actions = ACTIONS.get(alert["alert_type"], ["investigate", "monitor_closely"])
     return actions if alert["score"] > 0.5 else ["monitor_closely", "record_video"]
 

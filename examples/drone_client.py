@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A drone on DroneCast's device WebSocket (seed 000 Quick Start).
+"""A drone on DroneCast's device WebSocket: raise an alert, carry out the command, send a picture.
 
 It connects to `/ws/drone/{drone_id}`, raises an alert, waits for the command an application
 sends back, "executes" it, and reports the image, which completes the alert. It answers the
@@ -24,6 +24,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 ALERT_TYPES = ["intrusion", "fire", "accident", "security_breach", "environmental"]
+# A 1x1 PNG: what the camera "took".
+PICTURE = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNgYGAAAAAEAAH2FzhVAAAAAElFTkSuQmCC"
+)
 
 
 def ws_url(http_url: str, path: str, token: str | None) -> str:
@@ -84,19 +88,15 @@ class Drone:
             say(f"command for {message['alert_id']}: actions={message['actions']}")
             say("executing actions and taking a picture...")
             await asyncio.sleep(self.args.work_seconds)
-            image_url = f"{self.args.url.rstrip('/')}/uploads/{message['alert_id']}.jpg"
-            await ws.send(
-                json.dumps(
-                    {
-                        "type": "image",
-                        "data": {"alert_id": message["alert_id"], "image_url": image_url},
-                    }
-                )
-            )
-            say(f"image sent: {image_url}")
+            # The picture itself, base64: the server stores it and serves it at the alert's
+            # image_url. (A picture kept elsewhere can be sent as {"image_url": ...} instead.)
+            picture = {"alert_id": message["alert_id"], "image_data": PICTURE}
+            await ws.send(json.dumps({"type": "image", "data": picture}))
+            say(f"image sent: the picture for {message['alert_id']}")
         elif kind == "ack" and message.get("for") == "image":
             self.completed += 1
-            say(f"alert {message['alert_id']} is {message['data']['status']}")
+            data = message["data"]
+            say(f"alert {message['alert_id']} is {data['status']}; picture at {data['image_url']}")
             if self.args.once:
                 return True
             await asyncio.sleep(self.args.interval)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
 import sys
 import textwrap
 from collections.abc import Sequence
 
+import uvicorn
 from pydantic import ValidationError
 
 from shared.settings import Settings, UnsafeSettings
@@ -16,12 +19,28 @@ SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
 DEVICE_FRAME_CEILING = 4  # times MAX_BODY_BYTES: the largest WebSocket frame read at all
 DEV_HOST = "127.0.0.1"  # `dronecast dev` is for this machine; the services bind HOST
 
-# Every setting a service reads: the fields of the one Settings class (README "Running it
-# for real" says what each means).
-SETTINGS_HELP = "\n" + textwrap.fill(
-    "settings (environment or .env): " + ", ".join(name.upper() for name in Settings.model_fields),
-    width=92,
-)
+
+def settings_help() -> str:
+    """Every setting, from the Settings class itself, so the list cannot drift from it."""
+    from shared.settings import Settings
+
+    lines = ["settings (from the environment, or a .env file in the working directory):"]
+    for name, field in Settings.model_fields.items():
+        lines.append(
+            f"  {name.upper()} = {_shown(name, field.get_default(call_default_factory=True))}"
+        )
+        lines += textwrap.wrap(field.description or "", 88, initial_indent=" " * 6,
+                               subsequent_indent=" " * 6)  # fmt: skip
+    return "\n".join(lines)
+
+
+def _shown(name: str, default: object) -> str:
+    if name == "secret_key":
+        return "(a development key)"
+    if default in ("", None, []):
+        return "(empty)"
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
 
 DESCRIPTIONS = {
     "dev": "The whole product in one process on http://127.0.0.1:8000: the operations "
@@ -35,6 +54,10 @@ DESCRIPTIONS = {
     "worker": "The worker: task routing, timeouts, outbox relay; serves probes and metrics "
     "(default port 8002). Needs MONGODB_URI and REDIS_URL.",
     "token": "Print a signed bearer token (HS256 with SECRET_KEY).",
+    "simulate": "A simulated fleet against a running DroneCast: drones registered over REST "
+    "and connected over their WebSocket, flights with telemetry at 1 Hz per sensor and "
+    "injected faults, alerts answered by a simulated application, processing tasks. The same "
+    "--seed gives the same fleet. One progress line on stderr; exits 0 after --duration.",
 }
 
 
@@ -42,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dronecast",
         description="DroneCast: the real-time event backbone for drone fleets.",
-        epilog=SETTINGS_HELP,
+        epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
             name,
             help=DESCRIPTIONS[name],
             description=DESCRIPTIONS[name],
-            epilog=SETTINGS_HELP,
+            epilog=settings_help(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if name == "dev":
@@ -77,12 +100,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--sub", default=None, help="subject (default: the role)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    simulate = commands.add_parser(
+        "simulate", help=DESCRIPTIONS["simulate"], description=DESCRIPTIONS["simulate"]
+    )
+    try:
+        from dronecast_client.simulator import add_arguments
+    except ImportError:  # the client is its own distribution; `make setup` installs it
+        simulate.set_defaults(missing_client=True)
+    else:
+        add_arguments(simulate)
     return parser
 
 
-def _serve(command: str, args: argparse.Namespace) -> None:
-    import uvicorn
+def _simulate(args: argparse.Namespace) -> int:
+    if getattr(args, "missing_client", False):
+        print(
+            "dronecast simulate needs the Python client: pip install -e clients/python",
+            file=sys.stderr,
+        )
+        return 2
+    from dronecast_client.simulator import run
 
+    return run(args)
+
+
+def _serve(command: str, args: argparse.Namespace) -> None:
     from shared.logging import configure_logging
 
     overrides: dict[str, object] = {}
@@ -122,7 +164,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         app = create_worker_app(settings)
     from services.gateway.wire import WebSocketProtocol
 
-    uvicorn.run(
+    config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
@@ -130,9 +172,10 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         access_log=False,
         backlog=settings.accept_backlog,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
-        # A device frame over MAX_BODY_BYTES is answered with an `error` message and the
-        # socket stays open; one over this ceiling is not read at all (close 1009).
-        ws_max_size=DEVICE_FRAME_CEILING * settings.max_body_bytes,
+        # A device frame over MAX_BODY_BYTES (a drone's image message: over the picture's size
+        # limit) is answered with an `error` message and the socket stays open; one over this
+        # ceiling is not read at all (close 1009).
+        ws_max_size=max(DEVICE_FRAME_CEILING * settings.max_body_bytes, settings.max_frame_bytes),
         # Compression is per connection: it would redo, for every recipient, the frame the
         # gateway encodes once per event. socket.io's Node server ships with it off too.
         ws_per_message_deflate=False,
@@ -140,6 +183,25 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         # (services/gateway/wire.py); every other WebSocket gets uvicorn's websockets-sansio.
         ws=WebSocketProtocol,
     )
+    ready = f"==> DroneCast is ready on http://{host}:{port}" if command == "dev" else None
+    server = _Server(config, ready)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run: it could not start (port taken, bad settings)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying once when it serves (for someone waiting at a terminal)."""
+
+    def __init__(self, config: uvicorn.Config, ready_line: str | None) -> None:
+        super().__init__(config)
+        self.ready_line = ready_line
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.ready_line:
+            print(self.ready_line, file=sys.stderr, flush=True)
 
 
 def _token(args: argparse.Namespace) -> None:
@@ -162,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "token":
             _token(args)
+        elif args.command == "simulate":
+            raise SystemExit(_simulate(args))
         else:
             _serve(args.command, args)
     except ValidationError as exc:

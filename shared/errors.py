@@ -51,6 +51,11 @@ class PayloadTooLarge(DroneCastError):
     error = "PayloadTooLarge"
 
 
+class UnsupportedMediaType(DroneCastError):
+    status_code = 415
+    error = "UnsupportedMediaType"
+
+
 class RateLimited(DroneCastError):
     status_code = 429
     error = "RateLimited"

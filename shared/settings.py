@@ -27,13 +27,17 @@ class Settings(BaseSettings):
         "production",
         description="dev and test allow the default SECRET_KEY; production refuses it.",
     )
-    host: str = "0.0.0.0"
+    host: str = Field("0.0.0.0", description="Listen address (dronecast dev: 127.0.0.1).")
     port: int | None = Field(None, description="Listen port; each service has its own default.")
 
     # Storage and bus. Empty means the embedded in-process engine (only `dronecast dev` and tests).
-    mongodb_uri: str = ""
-    database_name: str = "dronecast"
-    redis_url: str = ""
+    mongodb_uri: str = Field(
+        "", description="MongoDB; empty: the in-process engine (dronecast dev and tests only)."
+    )
+    database_name: str = Field("dronecast", description="The MongoDB database.")
+    redis_url: str = Field(
+        "", description="Redis; empty: the in-process broker (dronecast dev and tests only)."
+    )
     redis_password: str = Field(
         "",
         description="Redis AUTH password when REDIS_URL carries none (e.g. from the Secret a "
@@ -52,18 +56,32 @@ class Settings(BaseSettings):
     )
 
     # Security
-    secret_key: str = DEFAULT_SECRET_KEY
-    auth_enabled: bool = True
+    secret_key: str = Field(
+        DEFAULT_SECRET_KEY,
+        description="HS256 key for tokens; at least 32 characters. The built-in default is "
+        "refused unless ENVIRONMENT is dev or test.",
+    )
+    auth_enabled: bool = Field(
+        True, description="Require a bearer token (dronecast dev turns it off unless --auth)."
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins allowed (Origin header); empty: same origin only; ['*']: any",
     )
     # Limits, per process. A client is its token's subject, or its address when auth is off.
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="REST body and WS frame size")
+    max_image_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        le=15 * 1024 * 1024,
+        description="An alert image (JPEG, PNG or WebP), by REST or in a drone's image message",
+    )
     requests_per_second: float = Field(50.0, gt=0, description="REST requests per client")
-    request_burst: int = Field(100, ge=1)
-    client_messages_per_second: float = Field(20.0, gt=0, description="Socket.IO messages")
-    client_message_burst: int = Field(40, ge=1)
+    request_burst: int = Field(100, ge=1, description="REST requests a client may send at once")
+    client_messages_per_second: float = Field(
+        20.0, gt=0, description="Socket.IO and device WebSocket messages per client"
+    )
+    client_message_burst: int = Field(40, ge=1, description="messages a client may send at once")
     connections_per_client: int = Field(50, ge=1, description="Socket.IO connections per client")
     accept_backlog: int = Field(
         4096,
@@ -74,15 +92,23 @@ class Settings(BaseSettings):
     )
 
     # Event retention: the window a reconnecting client can recover from.
-    retention_seconds: int = Field(600, ge=1)
-    retention_max_events: int = Field(100_000, ge=100)
+    retention_seconds: int = Field(
+        600, ge=1, description="How long events are kept for clients that resume (lastEventId)."
+    )
+    retention_max_events: int = Field(
+        100_000, ge=100, description="At most this many events are kept for resuming clients."
+    )
 
     # Gateway
     client_queue_limit: int = Field(
         1000, ge=10, description="Frames queued for one Socket.IO client before it is cut off."
     )
-    subscriptions_per_client: int = Field(1000, ge=1)
-    drain_seconds: float = Field(10.0, ge=0)
+    subscriptions_per_client: int = Field(
+        1000, ge=1, description="Drone subscriptions one Socket.IO client may hold."
+    )
+    drain_seconds: float = Field(
+        10.0, ge=0, description="How long a stopping service (SIGTERM) may take to finish."
+    )
 
     # Processing tasks and the worker (seed 003). Every timeout fails the task with a reason.
     task_in_flight_per_drone: int = Field(1, ge=1, description="dispatched+processing per drone")
@@ -111,12 +137,12 @@ class Settings(BaseSettings):
     )
 
     # Lists
-    page_default: int = 50
-    page_max: int = 500
+    page_default: int = Field(50, ge=1, description="Items in a list page when no limit is given.")
+    page_max: int = Field(500, ge=1, description="The largest limit a list accepts.")
 
     # Observability
-    log_level: str = "INFO"
-    log_json: bool = True
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_json: bool = Field(True, description="One JSON object per log line; false: plain text.")
 
     # --- Device WebSockets and presence (alerts slice; README "Alerts and device WebSockets") --
     device_ping_interval: float = Field(
@@ -210,6 +236,12 @@ class Settings(BaseSettings):
                 "production every service needs MongoDB and Redis (`dronecast dev` runs the "
                 "whole product embedded)"
             )
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest WebSocket frame taken: a body, or a drone's image message (its base64
+        is 4/3 of the picture's bytes)."""
+        return max(self.max_body_bytes, (self.max_image_bytes + 2) // 3 * 4 + 64 * 1024)
 
     @property
     def embedded_store(self) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from services.api.alerts.endpoints import IMAGE_UPLOAD_PATH, uploads_router
 from services.api.alerts.endpoints import router as alerts_router
 from services.api.alerts.endpoints import seed_router as alerts_seed_router
 from services.api.devices.endpoints import router as devices_router
@@ -36,8 +37,10 @@ from shared.telemetry.service import telemetry_service
 log = get_logger(__name__)
 
 DESCRIPTION = """
-DroneCast's REST API. Drones (seed 001/002), with every change published as an event on Redis
-(`drone:{serial}:{kind}`) and relayed live by the Socket.IO gateway at `/ws/events`. The live
+DroneCast's REST API: drones, alerts (and their pictures), processing tasks and sensor
+telemetry. Every change is published as an event on Redis (`drone:{serial}:{kind}`) and relayed
+live by the Socket.IO gateway at `/ws/events`. Drones and applications also connect over
+`/ws/drone/{drone_id}` and `/ws/application/{app_id}` (see docs/messages.md). The live
 operations dashboard is at `/`.
 
 Errors are always `{"error": "<Type>", "detail": "..."}`.
@@ -135,6 +138,7 @@ def create_app(
     app.include_router(drones_router)
     app.include_router(alerts_router)
     app.include_router(alerts_seed_router)
+    app.include_router(uploads_router)
     app.include_router(tasks_router)
     app.include_router(tasks_seed_router)
     app.include_router(telemetry_router)
@@ -147,7 +151,12 @@ def create_app(
         allow_methods=["*"],
         allow_headers=["*"],
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # An image upload is its picture: up to MAX_IMAGE_BYTES (base64 in JSON: 4/3 of that).
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        larger=(IMAGE_UPLOAD_PATH, settings.max_frame_bytes),
+    )
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -28,13 +29,26 @@ async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
+    return principal_for(request, credentials.credentials if credentials else None)
+
+
+async def principal_from_header_or_query(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """Also `?token=`: for URLs a browser loads by itself (an `<img src>`)."""
+    token = credentials.credentials if credentials else request.query_params.get("token")
+    return principal_for(request, token)
+
+
+def principal_for(request: Request, token: str | None) -> Principal:
     settings: Settings = request.app.state.settings
     if not settings.auth_enabled:
         principal = ANONYMOUS_ADMIN
-    elif credentials is None:
+    elif not token:
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
     else:
-        principal = verify_token(settings, credentials.credentials)
+        principal = verify_token(settings, token)
     limiter: RateLimiter = request.app.state.rate_limiter
     if not limiter.allow(client_key(request, principal)):
         raise RateLimited(
@@ -59,22 +73,33 @@ CanRaiseAlerts = Annotated[Principal, Depends(_requiring(Action.RAISE_ALERTS))]
 CanManageTasks = Annotated[Principal, Depends(_requiring(Action.MANAGE_TASKS))]
 CanActAsDrone = Annotated[Principal, Depends(_requiring(Action.ACT_AS_DRONE))]
 CanSendTelemetry = Annotated[Principal, Depends(_requiring(Action.SEND_TELEMETRY))]
+# Reading, with the token in the header or in `?token=`.
+CanReadByUrl = Annotated[Principal, Depends(principal_from_header_or_query)]
 
 
 class BodySizeLimit:
     """413 before reading more than `max_bytes` of a request body, declared or streamed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: tuple[re.Pattern[str], int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger  # paths that take more (an image upload), and how much
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        if self.larger is not None and self.larger[0].fullmatch(scope.get("path", "")):
+            limit = max(limit, self.larger[1])
         declared = dict(scope.get("headers", ())).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         received = 0
         started = False
@@ -84,8 +109,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge(self.max_bytes)
+                if received > limit:
+                    raise _TooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -97,10 +122,10 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
-        error = PayloadTooLarge(f"request body is larger than {self.max_bytes} bytes")
+    async def _refuse(self, send: Send, limit: int) -> None:
+        error = PayloadTooLarge(f"request body is larger than {limit} bytes")
         body = (
             b'{"error":"' + error.error.encode() + b'","detail":"' + error.detail.encode() + b'"}'
         )

@@ -228,6 +228,11 @@ class Gateway:
         try:
             self.hub.subscribe(client, request.all, serials)
             await self.relay.watch(request.all, serials)
+            # Every event after this one reaches the client (live, or replayed below): a client
+            # that receives none before it reconnects resumes from here.
+            latest = await self.broker.latest_id()
+            if latest:  # none yet: resume from the start of the retained stream
+                ack["latestEventId"] = latest
             if request.snapshot and serials:
                 ack["snapshots"] = {}
                 for serial in sorted(serials):

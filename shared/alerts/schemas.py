@@ -7,12 +7,15 @@ API. They accept every field seed 000's own clients send: a `timestamp` on each 
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.drones.schemas import Serial
+from shared.drones.schemas import Serial, not_nullable
+from shared.errors import InvalidInput
 from shared.models.alert import AlertStatus, AlertType, Severity
 from shared.schemas import UtcDatetime, time_window
 
@@ -45,7 +48,7 @@ class AlertFields(BaseModel):
 
 
 class AlertCreate(AlertFields):
-    """`POST /api/alerts` (seed 000's curl body)."""
+    """`POST /api/alerts`: a new alert, as its drone would raise it."""
 
     drone_id: Serial
 
@@ -62,24 +65,61 @@ class AlertResponseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     actions: list[Action] = Field(max_length=100)
-    response: Literal[1] = Field(1, description="1: responded (the only value seed 000 sends)")
-    alert_id: AlertId | None = Field(
-        None, description="Seed clients echo it; the path decides which alert"
+    response: Literal[1] = Field(1, description="1: responded (the only value there is)")
+    alert_id: AlertId | None = Field(None, description="May be sent; the path decides which alert")
+    timestamp: UtcDatetime | None = Field(None, description="May be sent; not stored")
+
+
+class ImageFields(BaseModel):
+    """An image given by URL (kept as is), or as its bytes in base64 (stored, and served at
+    `/uploads/...`): exactly one of the two."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["image_url"]}, {"required": ["image_data"]}]},
     )
-    timestamp: UtcDatetime | None = Field(None, description="Sent by seed clients; not stored")
+
+    # May be left out, never null: the schema says so, and the validator refuses a null.
+    image_url: ImageUrl | None = Field(
+        None, description="Where the picture already is", json_schema_extra=not_nullable
+    )
+    image_data: str | None = Field(
+        None,
+        min_length=8,
+        pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        description="The picture itself, base64: JPEG, PNG or WebP (judged by its content), "
+        "at most MAX_IMAGE_BYTES",
+        json_schema_extra=not_nullable,
+    )
+    content_type: str | None = Field(
+        None, max_length=100, description="Optional; the content decides the type"
+    )
+
+    @model_validator(mode="after")
+    def _one_image(self) -> ImageFields:
+        sent = {"image_url", "image_data"} & self.model_fields_set
+        if len(sent) != 1:
+            raise ValueError("give either image_url or image_data (base64), not both")
+        if getattr(self, sent.pop()) is None:
+            raise ValueError("the image may not be null")
+        return self
+
+    def image_bytes(self) -> bytes | None:
+        """The decoded `image_data` (None when the image is a URL)."""
+        if self.image_data is None:
+            return None
+        try:
+            return base64.b64decode(self.image_data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput("image_data is not valid base64") from exc
 
 
-class AlertImageBody(BaseModel):
-    """`PUT /api/alerts/{alert_id}/image`."""
+class AlertImageBody(ImageFields):
+    """`PUT /api/alerts/{alert_id}/image` as JSON (the image's bytes can also be the body)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    image_url: ImageUrl
     image_received: Literal[1] = 1
-    alert_id: AlertId | None = Field(
-        None, description="Seed clients echo it; the path decides which alert"
-    )
-    timestamp: UtcDatetime | None = Field(None, description="Sent by seed clients; not stored")
+    alert_id: AlertId | None = Field(None, description="May be sent; the path decides which alert")
+    timestamp: UtcDatetime | None = Field(None, description="May be sent; not stored")
 
 
 class LocationOut(BaseModel):

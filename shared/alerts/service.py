@@ -15,12 +15,20 @@ from typing import Any, Protocol
 
 from pymongo.errors import PyMongoError
 
+from shared.alerts.images import (
+    ImageRepository,
+    StoredImage,
+    checked_image,
+    image_filename,
+    image_repository,
+    image_url,
+)
 from shared.alerts.repository import AlertRepository, alert_repository
 from shared.alerts.schemas import (
     AlertFields,
     AlertFilters,
-    AlertImageBody,
     AlertResponseBody,
+    ImageFields,
 )
 from shared.auth import Action, Principal
 from shared.broker import Broker
@@ -78,8 +86,9 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, 
 
 
 class AlertService:
-    def __init__(self, repository: AlertRepository) -> None:
+    def __init__(self, repository: AlertRepository, images: ImageRepository) -> None:
         self.repository = repository
+        self.images = images
 
     async def create(
         self, broker: Broker, principal: Principal, body: AlertFields, drone_id: str
@@ -152,17 +161,17 @@ class AlertService:
         broker: Broker,
         principal: Principal,
         alert_id: str,
-        body: AlertImageBody,
+        image_url: str,
         as_drone: str | None = None,
     ) -> Alert:
-        """`responded -> completed`. `as_drone`: the drone socket it came from, which may only
-        complete its own alerts."""
+        """`responded -> completed` with the image's URL. `as_drone`: the drone socket it came
+        from, which may only complete its own alerts."""
 
         def changes(now: datetime) -> dict[str, Any]:
             return {
                 "status": AlertStatus.COMPLETED.value,
                 "image_received": 1,
-                "image_url": body.image_url,
+                "image_url": image_url,
                 "completed_at": now,
             }
 
@@ -176,6 +185,62 @@ class AlertService:
             changes,
             as_drone=as_drone,
         )
+
+    async def upload_image(
+        self,
+        broker: Broker,
+        principal: Principal,
+        alert_id: str,
+        data: bytes,
+        max_bytes: int,
+        as_drone: str | None = None,
+    ) -> Alert:
+        """Store the picture (JPEG, PNG or WebP by its content; at most `max_bytes`) and
+        complete the alert with its `/uploads/...` URL. Nothing is kept if the alert may not
+        take it (404, 403, 409)."""
+        media_type = checked_image(data, max_bytes)
+        alert = await self.get(principal, alert_id)
+        principal.require(Action.RAISE_ALERTS, alert.drone_id)
+        if as_drone is not None and alert.drone_id != as_drone:
+            raise Forbidden(f"alert '{alert_id}' belongs to drone '{alert.drone_id}'")
+        if alert.status is not AlertStatus.RESPONDED:
+            raise Conflict(
+                f"alert '{alert_id}' is {alert.status.value}; an image needs it responded",
+                status=alert.status.value,
+            )
+        filename = image_filename(alert_id, media_type)
+        metadata = {"contentType": media_type, "alert_id": alert_id, "drone_id": alert.drone_id}
+        file_id = await self.images.put(filename, data, metadata)
+        try:
+            return await self.attach_image(
+                broker, principal, alert_id, image_url(filename), as_drone
+            )
+        except BaseException:
+            await self.images.delete(file_id)  # lost a race for the alert: keep no orphan
+            raise
+
+    async def attach(
+        self,
+        broker: Broker,
+        principal: Principal,
+        alert_id: str,
+        image: ImageFields,
+        max_bytes: int,
+        as_drone: str | None = None,
+    ) -> Alert:
+        """An image given by URL (kept as is) or as base64 bytes (stored)."""
+        data = image.image_bytes()
+        if data is None:
+            assert image.image_url is not None  # ImageFields holds exactly one of the two
+            return await self.attach_image(broker, principal, alert_id, image.image_url, as_drone)
+        return await self.upload_image(broker, principal, alert_id, data, max_bytes, as_drone)
+
+    async def image(self, principal: Principal, filename: str) -> StoredImage:
+        """A stored image, if the caller may see its alert's drone (404 otherwise)."""
+        image = await self.images.get(filename)
+        if image is None or not principal.may_see(image.drone_id):
+            raise NotFound(f"no image '{filename}'")
+        return image
 
     async def _transition(
         self,
@@ -260,4 +325,4 @@ class AlertService:
         return {"alerts": counts, "connections": connections, "storage": storage}
 
 
-alert_service = AlertService(alert_repository)
+alert_service = AlertService(alert_repository, image_repository)

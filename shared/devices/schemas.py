@@ -16,7 +16,7 @@ from shared.alerts.schemas import (
     AlertId,
     AlertResponseBody,
     DroneAlertData,
-    ImageUrl,
+    ImageFields,
     UtcDatetime,
 )
 from shared.events import format_timestamp, iso_now
@@ -40,15 +40,14 @@ class ResponseFrame(BaseModel):
     data: AlertResponseBody
 
 
-class ImageData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ImageData(ImageFields):
     alert_id: AlertId
-    image_url: ImageUrl
     timestamp: UtcDatetime | None = None  # seed 000's drone sends it; not stored
 
 
 class ImageFrame(BaseModel):
-    """`{"type": "image", "data": {"alert_id": "...", "image_url": "..."}}`"""
+    """`{"type": "image", "data": {"alert_id": "...", "image_url": "..."}}`, or with
+    `image_data` (base64) instead of `image_url`."""
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["image"]

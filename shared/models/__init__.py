@@ -1,6 +1,7 @@
 from shared.models.alert import Alert
 from shared.models.base import OutboxMixin
 from shared.models.drone import Drone
+from shared.models.image import ImageChunk, ImageFile
 from shared.models.presence import DevicePresence
 from shared.models.task import ProcessingResult, ProcessingTask, RoutingLease
 from shared.models.telemetry import TelemetryAlert, TelemetryReading
@@ -14,6 +15,8 @@ DOCUMENT_MODELS: list[type] = [
     RoutingLease,
     TelemetryReading,
     TelemetryAlert,
+    ImageFile,
+    ImageChunk,
 ]
 # The models whose documents carry an outbox: what the outbox relay looks through. Not the
 # readings, which publish nothing and are many.
@@ -25,6 +28,8 @@ __all__ = [
     "Alert",
     "DevicePresence",
     "Drone",
+    "ImageChunk",
+    "ImageFile",
     "ProcessingResult",
     "ProcessingTask",
     "RoutingLease",

@@ -17,7 +17,8 @@ TaskId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class TaskCreate(BaseModel):
-    """Seed 003 "Create Processing Task"; `deadline_seconds` is ours (default: the setting)."""
+    """A processing task for a drone. Without `deadline_seconds`, TASK_DEFAULT_DEADLINE_SECONDS
+    applies."""
 
     model_config = ConfigDict(extra="forbid")
 

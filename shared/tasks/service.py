@@ -106,9 +106,14 @@ class TaskService:
     # --- applications -----------------------------------------------------------------------
 
     async def create(
-        self, broker: Broker, principal: Principal, body: TaskCreate
+        self,
+        broker: Broker,
+        principal: Principal,
+        body: TaskCreate,
+        default_deadline_seconds: float,
     ) -> ProcessingTask:
-        """A task without its own deadline gets TASK_DEFAULT_DEADLINE_SECONDS from the worker."""
+        """A task without its own `deadline_seconds` gets `default_deadline_seconds`
+        (TASK_DEFAULT_DEADLINE_SECONDS): `deadline_at` is always set."""
         principal.require(Action.MANAGE_TASKS, body.drone_id)
         if principal.role is Role.APPLICATION and body.app_id != principal.sub:
             raise Forbidden(f"an application token for '{principal.sub}' may not act as another")
@@ -122,9 +127,7 @@ class TaskService:
             priority=body.priority,
             created_at=now,
             updated_at=now,
-            deadline_at=(
-                now + timedelta(seconds=body.deadline_seconds) if body.deadline_seconds else None
-            ),
+            deadline_at=now + timedelta(seconds=body.deadline_seconds or default_deadline_seconds),
         )
         task.outbox = outbox_entries([task_event(EventName.TASK_CREATED, task)])
         await self.repository.insert(task)

@@ -51,7 +51,8 @@ Metadata = Annotated[JsonObject, AfterValidator(_small)]
 
 
 class ReadingIn(BaseModel):
-    """One sensor reading (seed 004's "Sensor Data Format", plus `timestamp`, `drone_serial`)."""
+    """One sensor reading: `sensor_id`, `sensor_type`, `value`, `unit`, `location`, `metadata`,
+    and optionally `timestamp` and `drone_serial`."""
 
     model_config = ConfigDict(extra="forbid")
 

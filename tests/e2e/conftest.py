@@ -57,7 +57,7 @@ def running(processes: dict[str, ServiceProcess]) -> Iterator[dict[str, ServiceP
         process.start(wait_ready=False)
     try:
         for process in processes.values():
-            process.wait_ready()
+            process.wait_ready(30)
         yield processes
     finally:
         for process in processes.values():

@@ -55,6 +55,7 @@ async def test_the_quick_start_clients_run_the_whole_flow_and_exit() -> None:
     assert application.returncode == 0, application_output
     for line in ("alert stored: alert_", "command for alert_", "image sent:", "is completed"):
         assert line in drone_output
+    assert "picture at /uploads/alert_" in drone_output  # stored, and served there
     for line in (
         "alert.created: alert_",
         "response sent: ['activate_security_system'",

@@ -39,7 +39,8 @@ def test_schemathesis_finds_no_failure(redis_url: str) -> None:
     try:
         run = subprocess.run(
             [
-                binary, "run", f"{api.url}/openapi.json",
+                binary, "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+                "run", f"{api.url}/openapi.json",
                 "--checks", "all",
                 "--exclude-checks", "allow_header_conformance",
                 "--max-examples", str(MAX_EXAMPLES),

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket
 from shared.auth import ANONYMOUS_ADMIN, Principal
 from shared.logging import get_logger
 from shared.models.base import utcnow
+from shared.settings import Settings
 
 log = get_logger(__name__)
 
@@ -55,8 +56,9 @@ def encode(message: dict[str, Any]) -> str:
 
 class Connection:
     def __init__(
-        self, websocket: WebSocket, kind: DeviceKind, device_id: str, queue_limit: int
+        self, websocket: WebSocket, kind: DeviceKind, device_id: str, settings: Settings
     ) -> None:
+        self.settings = settings
         self.websocket = websocket
         self.kind = kind
         self.device_id = device_id
@@ -82,7 +84,7 @@ class Connection:
         self.closing = asyncio.Event()
         self.command_lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[bool] | None]] = asyncio.Queue(
-            queue_limit
+            settings.device_queue_limit
         )
 
     def __repr__(self) -> str:

@@ -151,7 +151,7 @@ class DeviceHub:
                 await websocket.send_text(encode(error_message(exc.error, exc.detail)))
                 await websocket.close(1008, exc.error)
             return
-        connection = Connection(websocket, kind, device_id, self.settings.device_queue_limit)
+        connection = Connection(websocket, kind, device_id, self.settings)
         connection.principal = principal
         key = connection.rate_key
         if self._per_client[key] >= self.settings.connections_per_client:
@@ -263,8 +263,12 @@ class DeviceHub:
                     error_message("UnsupportedFrame", "binary frames are not accepted; send JSON")
                 )
                 continue
-            if len(text) > self.settings.max_body_bytes:
-                limit = self.settings.max_body_bytes
+            limit = (
+                self.settings.max_frame_bytes  # a drone's image message carries the picture
+                if connection.kind is DeviceKind.DRONE
+                else self.settings.max_body_bytes
+            )
+            if len(text) > limit:
                 connection.send(error_message("PayloadTooLarge", f"a frame may hold {limit} chars"))
                 continue
             if not self._limiter.allow(connection.rate_key):

@@ -10,7 +10,6 @@ import orjson
 from pydantic import ValidationError
 
 from services.api.devices.connection import Connection, DeviceKind
-from shared.alerts.schemas import AlertImageBody
 from shared.alerts.service import alert_service
 from shared.broker import Broker
 from shared.devices.schemas import (
@@ -45,11 +44,12 @@ async def on_alert(broker: Broker, connection: Connection, raw: dict[str, Any]) 
 
 async def on_image(broker: Broker, connection: Connection, raw: dict[str, Any]) -> Reply:
     frame = ImageFrame.model_validate(raw)
-    alert = await alert_service.attach_image(
+    alert = await alert_service.attach(
         broker,
         connection.principal,
         frame.data.alert_id,
-        AlertImageBody(image_url=frame.data.image_url),
+        frame.data,
+        connection.settings.max_image_bytes,
         as_drone=connection.device_id,
     )
     return ack_message("image", alert)
@@ -97,14 +97,31 @@ async def on_processing_result(
 
 
 async def on_processing_task(broker: Broker, connection: Connection, raw: dict[str, Any]) -> Reply:
-    """An application creates a task. No reply on success: seed 003's application reads its
-    next message as the result; task_status_update and processing_result_received follow."""
+    """An application creates a task; task_status_update and processing_result_received
+    follow. The `ack` (with `task_id` and the `deadline_at` that applies) goes to clients that
+    speak DroneCast's additions (`?welcome=1`): seed 003's application reads the first message
+    after its task as the result, so it gets none."""
     data = dict(_data(raw))
     data.setdefault("app_id", connection.device_id)
     if data["app_id"] != connection.device_id:
         raise Forbidden(f"application '{connection.device_id}' may not create tasks as another")
-    await task_service.create(broker, connection.principal, TaskCreate.model_validate(data))
-    return None
+    task = await task_service.create(
+        broker,
+        connection.principal,
+        TaskCreate.model_validate(data),
+        connection.settings.task_default_deadline_seconds,
+    )
+    if not connection.extended:
+        return None
+    public = task.public()
+    return {
+        "type": "ack",
+        "for": "processing_task",
+        "task_id": task.task_id,
+        "status": public["status"],
+        "deadline_at": public["deadline_at"],
+        "task": public,
+    }
 
 
 async def on_ping(broker: Broker, connection: Connection, raw: dict[str, Any]) -> Reply:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.api.deps import BrokerDep, PageDep
+from services.api.deps import BrokerDep, PageDep, SettingsDep
 from services.api.security import CanManageTasks, CanRead
 from shared.drones.schemas import SERIAL_PATTERN
 from shared.models.task import TaskStatus
@@ -31,11 +31,14 @@ DroneId = Annotated[str, Query(pattern=SERIAL_PATTERN)]
 
 
 async def create_task(
-    body: TaskCreate, broker: BrokerDep, principal: CanManageTasks
+    body: TaskCreate, broker: BrokerDep, settings: SettingsDep, principal: CanManageTasks
 ) -> dict[str, Any]:
     """Create a task for a drone. It waits as `pending` until the drone is connected; the worker
-    then dispatches it (highest priority first, oldest first within a priority)."""
-    task = await task_service.create(broker, principal, body)
+    then dispatches it (highest priority first, oldest first within a priority). Still pending
+    at `deadline_at` (`deadline_seconds`, default TASK_DEFAULT_DEADLINE_SECONDS), it fails."""
+    task = await task_service.create(
+        broker, principal, body, settings.task_default_deadline_seconds
+    )
     return {
         "task_id": task.task_id,
         "message": "Processing task created successfully",

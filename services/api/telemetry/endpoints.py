@@ -47,7 +47,7 @@ Until = Annotated[IsoDatetime | None, Query(description="timestamp <= until (ISO
 async def send_sensor_data(
     body: Annotated[
         ReadingOrBatch,
-        Body(description="One reading (seed 004's Sensor Data Format), or a list of up to 500"),
+        Body(description="One reading, or a list of up to 500 stored in order"),
     ],
     broker: BrokerDep,
     settings: SettingsDep,
@@ -142,7 +142,8 @@ async def monitoring_health(runtime: RuntimeDep, _: CanRead) -> JSONResponse:
 
 
 async def monitoring_metrics(broker: BrokerDep, settings: SettingsDep, _: CanRead) -> Response:
-    """The Prometheus exposition of `/metrics`, seed 004's metrics included."""
+    """The Prometheus exposition of `/metrics`, `sensor_data_total` and the other sensor
+    metrics included."""
     return await prometheus_exposition(
         [partial(telemetry_service.refresh_active_sensors, broker, settings)]
     )

@@ -543,7 +543,7 @@ def graphql_router(settings: Settings) -> APIRouter:
     ]
     for route in router.routes:
         if isinstance(route, APIRoute):
-            route.summary = "Run a GraphQL query (seed 004's sensorData, anomalyAlerts)"
+            route.summary = "Run a GraphQL query (sensorData, anomalyAlerts)"
             route.openapi_extra = {"requestBody": REQUEST_BODY}  # strawberry reads the body
     if settings.environment != "production":
         router.add_api_route(

@@ -44,12 +44,16 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action] = {
     ("GET", "/api/v1/monitoring/health"): Action.READ,
     ("GET", "/api/v1/monitoring/metrics"): Action.READ,
     ("POST", "/api/v1/graphql"): Action.READ,
+    ("GET", "/uploads/{filename}"): Action.READ,  # an alert's picture
 }
 # Served under /api/v1 only (drones: seed 001 has no other path; seed 004's are all /api/v1,
 # GraphQL included).
 NO_SEED_PATH = ("/api/drones", "/api/sensors", "/api/monitoring", "/api/graphql")
 OPEN = {("GET", "/health"), ("GET", "/ready"), ("GET", "/api/v1/graphql")}  # that GET: GraphiQL
-VALUES = {"sn": "SN1", "drone_id": "SN1", "alert_id": "alert_x", "task_id": "task_x"}
+VALUES = {
+    "sn": "SN1", "drone_id": "SN1", "alert_id": "alert_x", "task_id": "task_x",
+    "filename": "alert_x.png",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -44,7 +45,9 @@ async def create(rt: Runtime, drone: str = "D1", priority: int = 3, **extra: Any
     body = TaskCreate(
         app_id="App001", drone_id=drone, task_type="image_analysis", priority=priority, **extra
     )
-    return await task_service.create(rt.broker, ANONYMOUS_ADMIN, body)
+    return await task_service.create(
+        rt.broker, ANONYMOUS_ADMIN, body, rt.settings.task_default_deadline_seconds
+    )
 
 
 async def online(rt: Runtime, drone: str = "D1") -> None:
@@ -224,7 +227,7 @@ async def test_pending_past_its_deadline_fails(runtime: Runtime) -> None:
 async def test_without_its_own_deadline_the_default_applies(runtime: Runtime) -> None:
     runtime.settings.task_default_deadline_seconds = 0.1
     task = await create(runtime)
-    assert task.deadline_at is None
+    assert task.deadline_at == task.created_at + timedelta(seconds=0.1)
     await asyncio.sleep(0.15)
     await TimeoutSweeper(runtime.broker, runtime.settings).sweep()
     assert await status_of(task) is TaskStatus.FAILED

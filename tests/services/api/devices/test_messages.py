@@ -30,7 +30,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api() -> AsyncIterator[Api]:
-    async for running in start_api(make_settings(**FAST_PRESENCE, max_body_bytes=65536)):
+    settings = make_settings(**FAST_PRESENCE, max_body_bytes=65536, max_image_bytes=65536)
+    async for running in start_api(settings):
         yield running
 
 
@@ -42,7 +43,8 @@ DRONE_MISTAKES: list[tuple[str, Any, str]] = [
     ("unknown type", {"type": "launch_missiles"}, "UnknownMessageType"),
     ("an application's message", {"type": "response", "alert_id": "x"}, "UnknownMessageType"),
     ("binary frame", b"\x00\x01", "UnsupportedFrame"),
-    ("oversized frame (MAX_BODY_BYTES)", "x" * 70_000, "PayloadTooLarge"),
+    # A drone's frame may hold an image message of MAX_IMAGE_BYTES (64 KiB here): ~150 KB.
+    ("oversized frame (an image message's size)", "x" * 200_000, "PayloadTooLarge"),
     ("alert without data", {"type": "alert"}, "ValidationError"),
     (
         "alert with a bad score",
@@ -107,6 +109,7 @@ async def test_wrong_drone_message_gets_an_error_and_changes_nothing(
 
 
 APPLICATION_MISTAKES: list[tuple[str, Any, str]] = [
+    ("oversized frame (MAX_BODY_BYTES)", "x" * 70_000, "PayloadTooLarge"),
     ("a drone's message", SEED_ALERT, "UnknownMessageType"),
     ("response without alert_id", {"type": "response", "data": {"actions": []}}, "ValidationError"),
     (
