@@ -36,6 +36,7 @@ from dronecast_client.errors import (
 )
 from dronecast_client.events import AsyncEventsClient, EventsClient
 from dronecast_client.models import (
+    AcceptedReading,
     Alert,
     AlertEvent,
     AlertUpdate,
@@ -69,6 +70,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
+    "AcceptedReading",
     "Alert",
     "AlertEvent",
     "AlertUpdate",

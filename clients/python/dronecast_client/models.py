@@ -100,6 +100,18 @@ class TaskResult(Model):
     late: bool = False
 
 
+class AcceptedReading(Model):
+    """What `send_readings` answers for each reading: it is durable, and its verdict (stored
+    reading, anomaly alert, `telemetry.anomaly` event) follows within moments."""
+
+    id: str
+    sensor_id: str
+    drone_serial: str | None = None
+    timestamp: str
+    received_at: str | None = None
+    status: str = "accepted"
+
+
 class Reading(Model):
     """A sensor reading as stored (with the server's verdict)."""
 
@@ -114,6 +126,7 @@ class Reading(Model):
     drone_serial: str | None = None
     is_anomaly: bool = False
     anomaly_score: float = 0.0
+    anomaly_kind: str | None = None
     severity: str | None = None
     message: str | None = None
     resolved: bool = False

@@ -22,6 +22,7 @@ import httpx
 from dronecast_client._portal import HasTwin, Portal, blocking
 from dronecast_client.errors import TransportError, error_from
 from dronecast_client.models import (
+    AcceptedReading,
     Alert,
     AnomalyAlert,
     Drone,
@@ -367,12 +368,15 @@ class AsyncClient:
 
     # --- telemetry ------------------------------------------------------------------------------
 
-    async def send_readings(self, readings: Iterable[Mapping[str, Any]]) -> list[Reading]:
-        """Store readings (at most 500 per call), in order, as one durable batch. Each is
-        `{"sensor_id", "sensor_type", "value", ...}`; the answer says which are anomalies."""
+    async def send_readings(self, readings: Iterable[Mapping[str, Any]]) -> list[AcceptedReading]:
+        """Send readings (at most 500 per call), in order, as one batch: once this returns the
+        batch is durable, all of it. Each is `{"sensor_id", "sensor_type", "value", ...}`. The
+        answer gives each reading's `id`; the verdict follows within moments (`list_readings`,
+        `anomaly_alerts`, or `telemetry.anomaly` events). Sending the same readings again (with
+        their `timestamp`s) stores them once."""
         batch = [dict(reading) for reading in readings]
         body = await self.request("POST", "/api/v1/sensors/data", json=batch)
-        return [Reading.model_validate(item) for item in body]
+        return [AcceptedReading.model_validate(item) for item in body]
 
     async def list_readings(
         self,

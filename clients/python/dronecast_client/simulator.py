@@ -231,7 +231,6 @@ class Flight:
 class Counters:
     drones_online: int = 0
     readings: int = 0
-    anomalies: int = 0
     alerts: int = 0
     alerts_responded: int = 0
     alerts_completed: int = 0
@@ -547,7 +546,6 @@ class Simulation:
                 self._error(exc)
                 continue
             self.counters.readings += len(stored)
-            self.counters.anomalies += sum(1 for reading in stored if reading.is_anomaly)
 
     # --- the end ----------------------------------------------------------------------------
 
@@ -589,7 +587,7 @@ class Simulation:
         state = "done" if final else ("finishing" if self.finishing else f"{elapsed:4.0f}s")
         line = (
             f"[{state}/{self.duration:.0f}s] drones {c.drones_online} · "
-            f"readings {c.readings} ({c.anomalies} anomalies) · "
+            f"readings {c.readings} ({c.faults} faults injected) · "
             f"alerts {c.alerts} ({c.alerts_completed} completed) · "
             f"tasks {c.tasks} ({c.tasks_completed} done, {c.tasks_failed} failed) · "
             f"errors {c.errors}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from dronecast_client import (
@@ -93,11 +94,16 @@ async def test_readings_are_stored_in_a_batch_and_listed(product: str) -> None:
              "unit": "percent", "drone_serial": "SDK5"}
             for i in range(3)
         ]  # fmt: skip
-        stored = await api.send_readings(readings)
-        assert [r.value for r in stored] == [90.0, 89.0, 88.0]
-        assert not any(r.is_anomaly for r in stored)
-        page = await api.list_readings(drone_serial="SDK5")
-        assert page.total == 3
+        accepted = await api.send_readings(readings)
+        assert [r.sensor_id for r in accepted] == ["SDK5.battery"] * 3
+        assert len({r.id for r in accepted}) == 3 and {r.status for r in accepted} == {"accepted"}
+        deadline = time.monotonic() + 10  # the verdict follows the durable accept
+        while (page := await api.list_readings(drone_serial="SDK5")).total < 3:
+            assert time.monotonic() < deadline, page
+            await asyncio.sleep(0.05)
+        assert sorted(r.value for r in page.items) == [88.0, 89.0, 90.0]
+        assert not any(r.is_anomaly for r in page.items)
+        assert {r.id for r in page.items} == {r.id for r in accepted}
         assert (await api.monitoring_stats())["sensor_data_total"] == 3
 
 
