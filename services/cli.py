@@ -16,7 +16,6 @@ from shared.settings import Settings, UnsafeSettings
 
 ROLES = ("admin", "operator", "viewer", "application", "drone", "detector")
 SERVICE_PORTS = {"dev": 8000, "api": 8000, "gateway": 8001, "worker": 8002}
-DEVICE_FRAME_CEILING = 4  # times MAX_BODY_BYTES: the largest WebSocket frame read at all
 DEV_HOST = "127.0.0.1"  # `dronecast dev` is for this machine; the services bind HOST
 
 
@@ -175,7 +174,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         # A device frame over MAX_BODY_BYTES (a drone's image message: over the picture's size
         # limit) is answered with an `error` message and the socket stays open; one over this
         # ceiling is not read at all (close 1009).
-        ws_max_size=max(DEVICE_FRAME_CEILING * settings.max_body_bytes, settings.max_frame_bytes),
+        ws_max_size=settings.device_frame_ceiling,
         # Compression is per connection: it would redo, for every recipient, the frame the
         # gateway encodes once per event. socket.io's Node server ships with it off too.
         ws_per_message_deflate=False,

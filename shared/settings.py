@@ -244,6 +244,14 @@ class Settings(BaseSettings):
         return max(self.max_body_bytes, (self.max_image_bytes + 2) // 3 * 4 + 64 * 1024)
 
     @property
+    def device_frame_ceiling(self) -> int:
+        """The largest WebSocket frame read at all (beyond it: close 1009, Message Too Big).
+        A frame over its limit (MAX_BODY_BYTES; a drone's largest image message) but under
+        this is answered with an `error` message and the socket stays open. It is four request
+        bodies, or one body more than a drone's largest image message, whichever is larger."""
+        return max(4 * self.max_body_bytes, self.max_frame_bytes + self.max_body_bytes)
+
+    @property
     def embedded_store(self) -> bool:
         return not self.mongodb_uri
 
