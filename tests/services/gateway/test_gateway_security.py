@@ -17,14 +17,13 @@ from tests.fixtures.auth import SECRET, bearer, token
 from tests.fixtures.sio import RecordingClient
 from tests.services.gateway.test_gateway import Product, start_product
 
-ADMIN = bearer("admin")
-
 
 @pytest.fixture
 async def product() -> AsyncIterator[Product]:
     settings = make_settings(auth_enabled=True, secret_key=SECRET, connections_per_client=3)
     async for running in start_product(settings):
-        running.http.headers.update(ADMIN)
+        running.http.headers.update(bearer("admin"))  # made now: a token made at import
+        # would run out while a long suite reaches this module
         yield running
 
 
