@@ -4,6 +4,8 @@
 #   docker run IMAGE api        (REST + device WebSockets, port 8000; the default)
 #   docker run IMAGE gateway    (Socket.IO at /ws/events, port 8001)
 #   docker run IMAGE worker     (background worker; probes/metrics on port 8002)
+#   docker run IMAGE simulate --api http://api:8000 --drones 20 --duration 60 --seed 1
+#                               (a simulated fleet, with the Python client the image carries)
 # Settings come from the environment (MONGODB_URI, REDIS_URL, SECRET_KEY, ...).
 # Set PORT for gateway/worker containers (docker-compose.yml and deploy/k8s do) so the
 # HEALTHCHECK below probes the port the service actually listens on.
@@ -17,9 +19,10 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml ./
 COPY shared ./shared
 COPY services ./services
+COPY clients/python ./clients/python
 RUN /opt/venv/bin/pip install --upgrade pip setuptools wheel \
- && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/venv/bin/pip install /wheels/dronecast-*.whl
+ && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . ./clients/python \
+ && /opt/venv/bin/pip install /wheels/dronecast-*.whl /wheels/dronecast_client-*.whl
 
 # ---- runtime: slim Python, the venv, a non-root user; no sources, no dev extras ----
 FROM python:3.11-slim AS runtime

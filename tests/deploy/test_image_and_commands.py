@@ -158,6 +158,15 @@ def test_no_dev_dependencies_in_the_image(stages) -> None:
             raise AssertionError(f"runtime stage copies sources from the context: {args}")
 
 
+def test_the_image_carries_the_python_client_for_dronecast_simulate(stages) -> None:
+    builder = stages[0]
+    copied = [args.split()[0] for ins, args in builder if ins == "COPY"]
+    assert "clients/python" in copied
+    install = " ".join(args for ins, args in builder if ins == "RUN")
+    assert "./clients/python" in install and "dronecast_client-*.whl" in install
+    assert not _ignored("clients/python/pyproject.toml", _dockerignore())
+
+
 def test_runs_as_non_root(stages) -> None:
     final = stages[-1]
     users = [args for ins, args in final if ins == "USER"]
