@@ -50,17 +50,22 @@ class Relay:
             self._watching_all = True
             await self._subscription.add(ALL_DRONES_PATTERN)
         for serial in serials - self._watched_serials:
+            if not self._hub.is_wanted(serial):
+                continue  # its subscriber left while we waited on the bus: released already
             self._watched_serials.add(serial)
             await self._subscription.add(drone_pattern(serial))
 
     async def release_unwanted(self) -> None:
-        """Stop receiving what no local client wants any more."""
+        """Stop receiving what no local client wants any more. Only the serials that lost
+        their last subscriber since the last call are looked at, so many clients leaving at
+        once cost their own serials each, not every serial watched."""
         assert self._subscription is not None
         if self._watching_all and not self._hub.wants_all:
             self._watching_all = False
             await self._subscription.remove(ALL_DRONES_PATTERN)
-        for serial in list(self._watched_serials):
-            if not self._hub.is_wanted(serial):
+        for serial in self._hub.take_released():
+            # Looked at again each time: a subscribe may have wanted it back meanwhile.
+            if serial in self._watched_serials and not self._hub.is_wanted(serial):
                 self._watched_serials.discard(serial)
                 await self._subscription.remove(drone_pattern(serial))
 

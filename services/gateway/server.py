@@ -16,7 +16,7 @@ import socketio
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from services.gateway import metrics
+from services.gateway import internals, metrics
 from services.gateway.hub import Client, Hub
 from services.gateway.protocol import SocketIOServer
 from services.gateway.relay import Relay
@@ -88,6 +88,8 @@ class Gateway:
             ping_timeout=20,
             logger=False,
             engineio_logger=False,
+            # python-socketio's own looks through every room on each disconnect: O(clients).
+            client_manager=internals.RoomIndexedManager(),
         )
         self.sink = FrameSink(self.sio, settings.client_queue_limit)
         self.hub = Hub(self.sink, self._cut_off_slow_client)
