@@ -164,7 +164,7 @@ class Gateway:
             if self._connections[key] <= 0:
                 del self._connections[key]
         if self.hub.disconnect(sid) is not None:
-            await self.relay.release_unwanted()
+            self.relay.release_unwanted()
 
     async def on_subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         client = self.hub.clients.get(sid)
@@ -199,6 +199,7 @@ class Gateway:
             except (BrokerUnavailable, RedisError, OSError) as exc:
                 # The bus is away: say so plainly rather than leave the client waiting.
                 self.hub.unsubscribe(client, request.all, serials)
+                self.relay.release_unwanted()
                 log.warning("subscribe_failed_bus_unavailable", sid=sid, error=str(exc))
                 return await self._refuse(
                     client, "ServiceUnavailable", "the event bus is unavailable; try again"
@@ -215,7 +216,7 @@ class Gateway:
         except ValidationError as exc:
             return await self._refuse(client, "InvalidUnsubscribe", _describe(exc))
         self.hub.unsubscribe(client, request.all, request.serials)
-        await self.relay.release_unwanted()
+        self.relay.release_unwanted()
         return {"ok": True, **self._subscribed(client)}
 
     # --- subscribe with catch-up ------------------------------------------------------------

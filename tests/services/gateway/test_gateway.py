@@ -346,6 +346,7 @@ async def _work_to_disconnect(gateway: Gateway, eio_sids: list[str]) -> int:
         for eio_sid in eio_sids:
             reason = eio.reason.TRANSPORT_CLOSE
             await internals.trigger_event(eio, "disconnect", eio_sid, reason, run_async=False)
+        await asyncio.sleep(0)  # the end of the tick: the relay lets their drones go
     return calls.count
 
 
