@@ -429,7 +429,7 @@ class Harness:
         for client in self.leavers:
             client.transport.abort()
         seen = -1.0
-        while time.time() - t0 < 120:
+        while time.time() - t0 < 600:
             seen = await asyncio.get_running_loop().run_in_executor(None, self.connected)
             if seen == want:
                 break
@@ -446,7 +446,7 @@ class Harness:
 
     def connected(self) -> float:
         url = f"http://127.0.0.1:{self.a.port}/metrics"
-        with urllib.request.urlopen(url, timeout=60) as r:
+        with urllib.request.urlopen(url, timeout=600) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith("dronecast_gateway_clients "):
                     return float(line.split()[1])
@@ -510,7 +510,7 @@ def leave_once(a: argparse.Namespace, label: str, tree: str, scenario: str, clie
     port = bench.free_port()
     log_path = os.path.join(bench.LOGS, f"{run_id}-gateway.log")
     proc = start_gateway(tree, port, settings_env(url, clients), log_path)
-    harness = None
+    harness = profiler = None
     try:
         harness = subprocess.Popen(
             [
@@ -543,6 +543,18 @@ def leave_once(a: argparse.Namespace, label: str, tree: str, scenario: str, clie
         assert harness.stdin is not None and harness.stdout is not None
         if harness.stdout.readline().strip() != "READY":
             raise SystemExit("the client process did not get ready")
+        if a.profile:  # py-spy on the gateway from here on (bench/profile_top.py reads it)
+            os.makedirs(a.profile, exist_ok=True)
+            profiler = subprocess.Popen(
+                [
+                    *(os.path.join(bench.VENV_BIN, "py-spy"), "record", "--pid", str(proc.pid)),
+                    *("--rate", "200", "--nonblocking", "--format", "raw"),
+                    *("-o", os.path.join(a.profile, f"{run_id}.txt")),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
         load = uptime()
         rec: dict[str, Any] = {
             "test": f"leave-{scenario}",
@@ -579,12 +591,16 @@ def leave_once(a: argparse.Namespace, label: str, tree: str, scenario: str, clie
             harness.stdin.flush()
         out = harness.stdout.readline()
         harness.wait(timeout=60)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
         rec.update(json.loads(out))
         record(rec, a.no_save)
         log(json.dumps(rec))
     finally:
-        if harness is not None and harness.poll() is None:
-            harness.kill()
+        for child in (harness, profiler):
+            if child is not None and child.poll() is None:
+                child.kill()
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -615,6 +631,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=50, help="leave: events/s to the observers")
     ap.add_argument("--warmup", type=float, default=2, help="leave: seconds before the cut")
     ap.add_argument("--no-save", action="store_true", help="do not append to results/")
+    ap.add_argument("--profile", help="leave: DIR for a py-spy profile of each gateway")
     # the child processes' own arguments
     ap.add_argument("--tree", default=REPO)
     ap.add_argument("--clients", type=int, default=1000)

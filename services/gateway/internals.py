@@ -1,6 +1,7 @@
 """Every use of a private part of python-engineio, python-socketio and uvicorn, in one place.
 
-The gateway's lean connection (`wire.py`) and its frame lanes (`transport.py`) reach past these
+The gateway's lean connection (`wire.py`), its frame lanes (`transport.py`) and its Socket.IO
+client manager (`RoomIndexedManager`, which `server.py` gives python-socketio) reach past these
 libraries' public APIs, for memory and speed. Each reliance is one name here, with what it
 relies on. `check()` verifies them all: the gateway runs it when it starts (an incompatible
 upgrade stops it with a message naming the reliance, instead of misbehaving later), and
