@@ -25,6 +25,7 @@ One JSON line per run goes to stdout and to bench/results/<impl>.jsonl.
     .venv/bin/python bench/run.py cluster                # 2 gateways: cluster 3+3 vs one Redis
     .venv/bin/python bench/run.py storm                  # 5000 clients: SIGKILL a gateway, resume
     .venv/bin/python bench/run.py smoke                  # a few seconds, used by the tests
+    .venv/bin/python bench/run.py disconnects|leave      # N clients leaving (bench/drain.py)
     .venv/bin/python bench/run.py anomaly [report ...]   # telemetry detection (bench/anomaly.py)
     .venv/bin/python bench/run.py ingest [suite ...]     # telemetry ingestion (bench/ingest.py)
 
@@ -758,8 +759,9 @@ def sc_storm(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
     product's default limits, one token (subject) per client. The killed replica runs on CPU 1
     beside the load generator and Redis; the survivor has CPU 0 to itself."""
     out: list[dict[str, Any]] = []
-    impl = next((i for i in impls if i.name == "dronecast"), None)
-    if impl is None:
+    # DroneCast only; with `--impl dronecast-tree --baseline-tree DIR` too, alternating.
+    measured = [i for i in impls if i.name.startswith("dronecast")]
+    if not measured:
         log("storm: DroneCast only")
         return out
     total = a.storm_clients + a.storm_observers
@@ -770,17 +772,18 @@ def sc_storm(a: argparse.Namespace, impls: list[Impl]) -> list[dict[str, Any]]:
             *("--test", "storm", "--observers", str(a.storm_observers), "--tokens", tokens),
             *("--warmup", "3", "--after", "3", "--connect-concurrency", "500"),
         ]
-        out += measure(
-            a,
-            impl,
-            lg,
-            f"storm-{'cluster' if cluster else 'redis'}",
-            replicas=2,
-            cluster=cluster,
-            client="c",
-            server_env=STORM_ENV,
-            replica_cpus=[CLIENT_CPU, SERVER_CPU],
-        )
+        for impl in measured:
+            out += measure(
+                a,
+                impl,
+                lg,
+                f"storm-{'cluster' if cluster else 'redis'}",
+                replicas=2,
+                cluster=cluster,
+                client="c",
+                server_env=STORM_ENV,
+                replica_cpus=[CLIENT_CPU, SERVER_CPU],
+            )
     storm_table(out)
     return out
 
@@ -841,7 +844,8 @@ def _save_table(name: str, text: str) -> None:
 
 def storm_table(recs: list[dict[str, Any]]) -> None:
     rows = [
-        f"| {r['bus']} | {r['storm_clients']} + {r['observers']} | {r['all_resumed_s']} s "
+        f"| {r['impl']} | {r['bus']} | {r['storm_clients']} + {r['observers']} | "
+        f"{r['all_resumed_s']} s "
         f"(p50 {r['resume_p50_s']} s) | {r['never_resumed']} | {r['recovered_false']} | "
         f"{r['expected']} | {r['delivered']} | {r['lost']} | {r['duplicated']} | {r['replayed']} | "
         f"{r['survivor_p99_ms_during_storm']} ms | {r['survivor_cpu_pct_during_storm']}% |"
@@ -850,10 +854,10 @@ def storm_table(recs: list[dict[str, Any]]) -> None:
     ]
     _save_table(
         "storm",
-        "| bus | clients (moved + already there) | all resumed after the SIGKILL | never "
-        "| recovered false | expected | received | lost | duplicated | replayed "
+        "| impl | bus | clients (moved + already there) | all resumed after the SIGKILL "
+        "| never | recovered false | expected | received | lost | duplicated | replayed "
         "| survivor p99 during the storm | survivor CPU during the storm |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows),
     )
 
 
@@ -1014,10 +1018,15 @@ TELEMETRY_SCRIPTS = {
     "anomaly": ("anomaly.py", "report"),  # detection quality, baselines side by side
     "ingest": ("ingest.py", "suite"),  # readings/s (empty store, 1M stored) and POST -> event p99
 }
+# So do many clients leaving a gateway at once (bench/drain.py): `run.py disconnects|leave ...`.
+DRAIN_SCENARIOS = ("disconnects", "leave")
 
 
 def main() -> None:
     global HOST_INFO
+    if len(sys.argv) > 1 and sys.argv[1] in DRAIN_SCENARIOS:
+        script = os.path.join(BENCH, "drain.py")
+        raise SystemExit(subprocess.call([sys.executable, script, *sys.argv[1:]], cwd=REPO))
     if len(sys.argv) > 1 and sys.argv[1] in TELEMETRY_SCRIPTS:
         script, default = TELEMETRY_SCRIPTS[sys.argv[1]]
         rest = sys.argv[2:] or [default]

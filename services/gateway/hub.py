@@ -56,6 +56,9 @@ class Hub:
         sink.on_replace = self._lane_replaced
         self._by_serial: dict[str, set[Client]] = {}
         self._all: set[Client] = set()
+        # Serials whose last local subscriber left, until the relay takes them to stop
+        # receiving them: a client leaving costs its own serials, not every serial watched.
+        self._released: set[str] = set()
 
     # --- membership -------------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ class Hub:
                 members.discard(client)
                 if not members:
                     del self._by_serial[serial]
+                    self._released.add(serial)
         self._count()
 
     def _count(self) -> None:
@@ -117,6 +121,12 @@ class Hub:
 
     def is_wanted(self, serial: str) -> bool:
         return serial in self._by_serial
+
+    def take_released(self) -> list[str]:
+        """The serials no local client wants any more, that lost their last subscriber since
+        the last call."""
+        released, self._released = self._released, set()
+        return [serial for serial in released if serial not in self._by_serial]
 
     # --- delivery ---------------------------------------------------------------------------
 

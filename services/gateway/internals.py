@@ -1,6 +1,7 @@
 """Every use of a private part of python-engineio, python-socketio and uvicorn, in one place.
 
-The gateway's lean connection (`wire.py`) and its frame lanes (`transport.py`) reach past these
+The gateway's lean connection (`wire.py`), its frame lanes (`transport.py`) and its Socket.IO
+client manager (`RoomIndexedManager`, which `server.py` gives python-socketio) reach past these
 libraries' public APIs, for memory and speed. Each reliance is one name here, with what it
 relies on. `check()` verifies them all: the gateway runs it when it starts (an incompatible
 upgrade stops it with a message naming the reliance, instead of misbehaving later), and
@@ -40,6 +41,17 @@ python-socketio (`socketio.AsyncServer`), for `protocol.py`'s Node-like answers
 - python-engineio answers a long-polling POST with `_ok()`, a dict whose `response` is the
   body (`b"OK"`).
 
+python-socketio's client manager (`socketio.AsyncManager`), for `RoomIndexedManager`
+- The manager keeps `rooms[namespace][room]`, a bidict of sid -> engine.io sid, where the room
+  `None` holds every connected client and each client also has a room named after its sid.
+  Every change to it goes through `basic_enter_room(sid, namespace, room, eio_sid=None)` and
+  `basic_leave_room(sid, namespace, room)` (connect, enter/leave/close room, disconnect all
+  do), and a client's disconnect through `basic_disconnect(sid, namespace)`, which also forgets
+  its `callbacks[sid]` and its entries in the `pending_connect[namespace]` and
+  `pending_disconnect[namespace]` lists. `get_rooms(sid, namespace)` lists a client's rooms.
+  check() runs the same connects, room changes and disconnects on python-socketio's own
+  manager and on ours and requires the same state.
+
 uvicorn
 - `uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol(config,
   server_state, app_state)` is the WebSocket protocol every other upgrade falls back to.
@@ -60,12 +72,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import engineio
 import socketio
+from bidict import bidict
 from engineio import packet as eio_packet
 from engineio.async_drivers.asgi import ASGIApp as EngineIOASGIApp
 from engineio.async_socket import AsyncSocket as EngineIOSocket
@@ -149,6 +162,163 @@ class PrecodedPacket(eio_packet.Packet):
 
 def precoded(packet_type: int, data: str, encoded: str) -> PrecodedPacket:
     return PrecodedPacket(packet_type, data, encoded)
+
+
+# --- python-socketio -----------------------------------------------------------------------
+
+
+class RoomIndexedManager(socketio.AsyncManager):
+    """python-socketio's manager, with each client's rooms indexed by client.
+
+    Upstream's `basic_disconnect` looks for the client in every room of the namespace, and
+    every client has a room of its own: each disconnect costs O(clients), so N clients leaving
+    at once cost O(N^2) (10k: seconds of CPU, during which nothing else is delivered). Here the
+    rooms of each client are kept beside `rooms`, so a disconnect leaves just those. `rooms`
+    itself stays as upstream keeps it: emits, `get_participants` and the sid <-> engine.io sid
+    lookups read it. (`pending_connect`/`pending_disconnect` stay upstream's lists: they hold
+    only the clients inside a connect or disconnect handler, which here do not wait.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # namespace -> sid -> the rooms it is in (a dict as an ordered set; None included)
+        self.rooms_of: dict[str, dict[str, dict[Any, None]]] = {}
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self.rooms_of.setdefault(namespace, {}).setdefault(sid, {})[room] = None
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        by_sid = self.rooms_of.get(namespace)
+        rooms = by_sid.get(sid) if by_sid is not None else None
+        if by_sid is None or rooms is None:
+            return
+        rooms.pop(room, None)
+        if not rooms:
+            del by_sid[sid]
+            if not by_sid:
+                del self.rooms_of[namespace]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        """Upstream's, leaving the client's own rooms instead of searching all of them."""
+        if namespace not in self.rooms:
+            return
+        for room in list(self.rooms_of.get(namespace, {}).get(sid, ())):
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            sids = pending.get(namespace)
+            if sids is not None and sid in sids:
+                sids.remove(sid)
+                if not sids:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        """The rooms a client is in, in the order it entered them."""
+        return [room for room in self.rooms_of.get(namespace, {}).get(sid, ()) if room is not None]
+
+
+def _rooms_by_scan(manager: socketio.AsyncManager) -> dict[str, dict[str, set[Any]]]:
+    """Each client's rooms as upstream finds them: by looking through every room."""
+    found: dict[str, dict[str, set[Any]]] = {}
+    for namespace, rooms in manager.rooms.items():
+        for room, members in rooms.items():
+            for sid in members:
+                found.setdefault(namespace, {}).setdefault(sid, set()).add(room)
+    return found
+
+
+async def _exercise_manager(manager: socketio.AsyncManager, snapshot: Callable[[], None]) -> None:
+    """Connects, room changes and disconnects, each way python-socketio makes them, with a
+    snapshot of the manager's state after each."""
+    a = await manager.connect("eio-a", "/")
+    b = await manager.connect("eio-b", "/")
+    c = await manager.pre_connect("eio-c", "/")  # as while its connect handler runs
+    await manager.connect("eio-b", "/chat")
+    snapshot()
+    for sid, room in ((a, "fleet"), (b, "fleet"), (a, "alerts"), (b, "alerts")):
+        await manager.enter_room(sid, "/", room)
+    snapshot()
+    await manager.leave_room(b, "/", "fleet")
+    await manager.close_room("alerts", "/")
+    snapshot()
+    manager.pre_disconnect(a, "/")
+    snapshot()
+    await manager.disconnect(a, "/", ignore_queue=True)
+    await manager.disconnect(c, "/", ignore_queue=True)  # refused by its connect handler
+    snapshot()
+
+
+def _manager_state(manager: socketio.AsyncManager) -> dict[str, Any]:
+    plain = {"rooms", "rooms_of", "callbacks", "pending_connect", "pending_disconnect"}
+    return {
+        "rooms": {
+            ns: {room: dict(members) for room, members in rooms.items()}
+            for ns, rooms in manager.rooms.items()
+        },
+        "get_rooms": {
+            sid: sorted(manager.get_rooms(sid, "/"), key=str) for sid in ("sid-a", "sid-b")
+        },
+        "callbacks": dict(manager.callbacks),
+        "pending_connect": {ns: list(sids) for ns, sids in manager.pending_connect.items()},
+        "pending_disconnect": {ns: list(sids) for ns, sids in manager.pending_disconnect.items()},
+        "attributes": sorted(set(vars(manager)) - plain),
+    }
+
+
+def _run_now(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never waits (check() may be called inside a running loop)."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    _require(False, "socketio's manager updating its rooms without waiting")
+
+
+def _check_manager() -> None:
+    """The same operations on python-socketio's manager and on RoomIndexedManager must leave
+    the same state after each step, with the index true to `rooms`."""
+    used: list[str] = []
+
+    class Probe(RoomIndexedManager):
+        def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+            used.append(sid)
+            super().basic_disconnect(sid, namespace, **kwargs)
+
+    upstream, probe = socketio.AsyncManager(), Probe()
+    states: dict[int, list[dict[str, Any]]] = {id(upstream): [], id(probe): []}
+    index_true = True
+
+    for manager in (upstream, probe):
+        sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager)
+        sio.eio.generate_id = iter(["sid-a", "sid-b", "sid-c", "sid-b2"]).__next__
+
+        def snapshot(manager: socketio.AsyncManager = manager) -> None:
+            nonlocal index_true
+            states[id(manager)].append(_manager_state(manager))
+            if isinstance(manager, RoomIndexedManager):
+                indexed = {
+                    ns: {sid: set(rooms) for sid, rooms in by_sid.items()}
+                    for ns, by_sid in manager.rooms_of.items()
+                }
+                index_true = index_true and indexed == _rooms_by_scan(manager)
+
+        _run_now(_exercise_manager(manager, snapshot))
+    _require(
+        all(isinstance(room, bidict) for rooms in probe.rooms.values() for room in rooms.values()),
+        "socketio's manager keeping rooms[namespace][room] as a bidict of sid -> engine.io sid",
+    )
+    _require(
+        used == ["sid-a", "sid-c"],
+        "socketio's manager disconnecting a client through basic_disconnect(sid, namespace)",
+    )
+    _require(
+        index_true and states[id(upstream)] == states[id(probe)],
+        "socketio's manager changing rooms only through basic_enter_room/basic_leave_room and "
+        "forgetting a client in basic_disconnect (RoomIndexedManager must keep the same state)",
+    )
 
 
 # --- uvicorn -------------------------------------------------------------------------------
@@ -273,6 +443,7 @@ def check() -> None:
         and isinstance(getattr(state, "default_headers", None), list),
         "uvicorn's ServerState.connections and default_headers",
     )
+    _check_manager()
     config = Config(app=app, ws="websockets-sansio", log_config=None)
     config.load()
     _require(hasattr(config, "loaded_app"), "uvicorn's Config.loaded_app")

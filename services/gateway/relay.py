@@ -11,6 +11,8 @@ itself; what it cannot refill it reports, and the relay tells the clients concer
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from services.gateway import metrics
@@ -31,6 +33,7 @@ class Relay:
         self._watched_serials: set[str] = set()
         self._watching_all = False
         self._lost_since_resume = False
+        self._releasing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._subscription = self._broker.subscription(
@@ -39,6 +42,10 @@ class Relay:
         await self._subscription.add(SYSTEM_BROADCAST)
 
     async def stop(self) -> None:
+        if self._releasing is not None:
+            self._releasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._releasing
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
@@ -50,19 +57,35 @@ class Relay:
             self._watching_all = True
             await self._subscription.add(ALL_DRONES_PATTERN)
         for serial in serials - self._watched_serials:
+            if not self._hub.is_wanted(serial):
+                continue  # its subscriber left while we waited on the bus: released already
             self._watched_serials.add(serial)
             await self._subscription.add(drone_pattern(serial))
 
-    async def release_unwanted(self) -> None:
-        """Stop receiving what no local client wants any more."""
-        assert self._subscription is not None
-        if self._watching_all and not self._hub.wants_all:
-            self._watching_all = False
-            await self._subscription.remove(ALL_DRONES_PATTERN)
-        for serial in list(self._watched_serials):
-            if not self._hub.is_wanted(serial):
-                self._watched_serials.discard(serial)
-                await self._subscription.remove(drone_pattern(serial))
+    def release_unwanted(self) -> None:
+        """Stop receiving what no local client wants any more, at the end of this event-loop
+        tick: however many clients left in it (a drain, a network cut), one pass looks at
+        the serials that lost their last subscriber, and one unsubscribe lets them go."""
+        if self._releasing is None and self._subscription is not None:
+            self._releasing = asyncio.get_running_loop().create_task(self._release())
+
+    async def _release(self) -> None:
+        try:
+            while self._subscription is not None:
+                unwanted = []
+                if self._watching_all and not self._hub.wants_all:
+                    self._watching_all = False
+                    unwanted.append(ALL_DRONES_PATTERN)
+                for serial in self._hub.take_released():
+                    if serial in self._watched_serials:
+                        self._watched_serials.discard(serial)
+                        unwanted.append(drone_pattern(serial))
+                if not unwanted:
+                    return
+                # Serials released while this waits are taken on the next turn.
+                await self._subscription.remove(*unwanted)
+        finally:
+            self._releasing = None
 
     def _lost(self, scope: LostScope) -> None:
         self._lost_since_resume = True

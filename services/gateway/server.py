@@ -16,7 +16,7 @@ import socketio
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from services.gateway import metrics
+from services.gateway import internals, metrics
 from services.gateway.hub import Client, Hub
 from services.gateway.protocol import SocketIOServer
 from services.gateway.relay import Relay
@@ -88,6 +88,8 @@ class Gateway:
             ping_timeout=20,
             logger=False,
             engineio_logger=False,
+            # python-socketio's own looks through every room on each disconnect: O(clients).
+            client_manager=internals.RoomIndexedManager(),
         )
         self.sink = FrameSink(self.sio, settings.client_queue_limit)
         self.hub = Hub(self.sink, self._cut_off_slow_client)
@@ -162,7 +164,7 @@ class Gateway:
             if self._connections[key] <= 0:
                 del self._connections[key]
         if self.hub.disconnect(sid) is not None:
-            await self.relay.release_unwanted()
+            self.relay.release_unwanted()
 
     async def on_subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         client = self.hub.clients.get(sid)
@@ -197,6 +199,7 @@ class Gateway:
             except (BrokerUnavailable, RedisError, OSError) as exc:
                 # The bus is away: say so plainly rather than leave the client waiting.
                 self.hub.unsubscribe(client, request.all, serials)
+                self.relay.release_unwanted()
                 log.warning("subscribe_failed_bus_unavailable", sid=sid, error=str(exc))
                 return await self._refuse(
                     client, "ServiceUnavailable", "the event bus is unavailable; try again"
@@ -213,7 +216,7 @@ class Gateway:
         except ValidationError as exc:
             return await self._refuse(client, "InvalidUnsubscribe", _describe(exc))
         self.hub.unsubscribe(client, request.all, request.serials)
-        await self.relay.release_unwanted()
+        self.relay.release_unwanted()
         return {"ok": True, **self._subscribed(client)}
 
     # --- subscribe with catch-up ------------------------------------------------------------

@@ -902,11 +902,23 @@ class ClusterSubscription:
                 await self._subscribe_somewhere(new)
         await self._settled(channels)
 
-    async def remove(self, pattern: str) -> None:
-        if pattern not in self._filter.patterns:
-            return
-        self._filter.remove(pattern)
+    async def remove(self, *patterns: str) -> None:
         gone_by_node: dict[Node, list[str]] = defaultdict(list)
+        for pattern in dict.fromkeys(patterns):
+            if pattern in self._filter.patterns:
+                self._filter.remove(pattern)
+                self._release_channels_of(pattern, gone_by_node)
+        for node, channels in gone_by_node.items():
+            reader = self._readers.get(node)
+            if reader is not None:
+                reader.unsubscribe(channels)
+                if not reader.channels:
+                    self._readers.pop(node, None)
+                    await reader.close()
+
+    def _release_channels_of(self, pattern: str, gone_by_node: dict[Node, list[str]]) -> None:
+        """Drop this pattern's references to its channels; those nobody references any more
+        are added to `gone_by_node`, to be unsubscribed on the node that has them."""
         for channel, slot in self._channels_for(pattern).items():
             count = self._refs.get(channel, 0) - 1
             if slot is not None:
@@ -924,13 +936,6 @@ class ClusterSubscription:
             node = self._home.pop(channel, None)
             if node is not None:
                 gone_by_node[node].append(channel)
-        for node, channels in gone_by_node.items():
-            reader = self._readers.get(node)
-            if reader is not None:
-                reader.unsubscribe(channels)
-                if not reader.channels:
-                    self._readers.pop(node, None)
-                    await reader.close()
 
     async def close(self) -> None:
         self._closed = True

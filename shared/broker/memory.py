@@ -35,8 +35,8 @@ class MemorySubscription:
     async def add(self, pattern: str) -> None:
         self.patterns.add(pattern)
 
-    async def remove(self, pattern: str) -> None:
-        self.patterns.discard(pattern)
+    async def remove(self, *patterns: str) -> None:
+        self.patterns.difference_update(patterns)
 
     async def close(self) -> None:
         self._broker._subscriptions.discard(self)

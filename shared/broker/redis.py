@@ -151,13 +151,15 @@ class RedisSubscription:
         except TimeoutError as exc:
             raise BrokerUnavailable(f"could not subscribe to {pattern} in time") from exc
 
-    async def remove(self, pattern: str) -> None:
-        if pattern not in self._patterns:
+    async def remove(self, *patterns: str) -> None:
+        gone = [pattern for pattern in dict.fromkeys(patterns) if pattern in self._patterns]
+        if not gone:
             return
-        self._filter.remove(pattern)
+        for pattern in gone:
+            self._filter.remove(pattern)
         if self._pubsub is not None and self.connected:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.punsubscribe(pattern)
+                await self._pubsub.punsubscribe(*gone)
 
     async def _psubscribe_confirmed(self, patterns: list[str]) -> None:
         """PSUBSCRIBE and wait until Redis confirms, so that nothing published later is missed."""

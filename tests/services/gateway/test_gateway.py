@@ -17,10 +17,15 @@ import httpx
 import pytest
 
 from services.dev import create_dev_app
+from services.gateway import internals
+from services.gateway.server import Gateway
 from services.gateway.wire import WebSocketProtocol
+from shared.broker import MemoryBroker
+from shared.channels import drone_pattern
 from shared.events import EventName, PendingEvent
 from shared.settings import Settings
 from tests.conftest import make_settings
+from tests.fixtures.calls import counting_calls
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.servers import serve
 from tests.fixtures.sio import RecordingClient
@@ -305,3 +310,64 @@ async def test_snapshot_lost_with_redis_data_is_read_from_the_store(
         events = await client.wait_for(2)
         assert [e["event"] for e in events] == ["drone.updated", "drone.stream.status"]
         await client.close()
+
+
+async def _gateway_with_clients(count: int) -> tuple[Gateway, list[str]]:
+    """A gateway whose `count` clients each watch a drone of their own, connected and
+    subscribed through python-socketio's engine.io handlers, as a lean connection does it."""
+    # All from one address: the per-client limits would count them as one client.
+    settings = make_settings(
+        connections_per_client=count,
+        client_messages_per_second=count,
+        client_message_burst=count,
+    )
+    gateway = Gateway(settings, MemoryBroker(60, 1000))
+    await gateway.start()
+    eio = gateway.sio.eio
+    eio_sids = [f"client-{n}" for n in range(count)]
+    for n, eio_sid in enumerate(eio_sids):
+        environ = {"REMOTE_ADDR": "127.0.0.1", "QUERY_STRING": ""}
+        await internals.trigger_event(eio, "connect", eio_sid, environ, run_async=False)
+        await internals.trigger_event(eio, "message", eio_sid, "0", run_async=False)
+        subscribe = '2["subscribe",{"droneSerial":"SN' + str(n) + '"}]'
+        await internals.trigger_event(eio, "message", eio_sid, subscribe, run_async=False)
+    for _ in range(100):  # the subscribe handlers run as tasks
+        if gateway.hub.is_wanted(f"SN{count - 1}"):
+            break
+        await asyncio.sleep(0.01)
+    assert len(gateway.hub.clients) == count and gateway.hub.is_wanted(f"SN{count - 1}")
+    return gateway, eio_sids
+
+
+async def _work_to_disconnect(gateway: Gateway, eio_sids: list[str]) -> int:
+    """The Python calls made while these clients' engine.io disconnects are handled."""
+    eio = gateway.sio.eio
+    with counting_calls() as calls:
+        for eio_sid in eio_sids:
+            reason = eio.reason.TRANSPORT_CLOSE
+            await internals.trigger_event(eio, "disconnect", eio_sid, reason, run_async=False)
+        await asyncio.sleep(0)  # the end of the tick: the relay lets their drones go
+    return calls.count
+
+
+async def test_a_client_leaving_costs_the_same_however_many_clients_stay() -> None:
+    """Many clients leaving at once (a drain, a network cut) cost each the same: neither the
+    Socket.IO rooms nor the drones watched are searched client by client (that was O(N^2))."""
+    work = {}
+    for count in (100, 1000):
+        gateway, eio_sids = await _gateway_with_clients(count)
+        leaving = eio_sids[:20]
+        await _work_to_disconnect(gateway, eio_sids[-1:])  # warm: the first disconnect
+        work[count] = await _work_to_disconnect(gateway, leaving)
+        # They are gone everywhere, and so are their drones from what the bus sends here.
+        assert len(gateway.hub.clients) == count - 21
+        watched = gateway.relay._subscription.patterns  # type: ignore[union-attr]
+        for n in (*range(20), count - 1):
+            assert not gateway.hub.is_wanted(f"SN{n}")
+            assert drone_pattern(f"SN{n}") not in watched
+        assert gateway.hub.is_wanted("SN20") and drone_pattern("SN20") in watched
+        rooms = gateway.sio.manager.rooms["/"]
+        assert not set(rooms[None].values()) & {*leaving, eio_sids[-1]}
+        assert len(rooms) == 1 + count - 21  # everyone's room, and one per client left
+        await gateway.stop()
+    assert work[1000] == work[100], work

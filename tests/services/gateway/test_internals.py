@@ -14,12 +14,15 @@ from typing import Any
 import engineio
 import httpx
 import pytest
+import socketio
+from bidict import bidict
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 from uvicorn.protocols.websockets import websockets_sansio_impl
 from uvicorn.server import ServerState
 
 from services.gateway import internals
+from tests.fixtures.calls import counting_calls
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +87,41 @@ def _no_writable_event(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cls, "__init__", init)
 
 
+def _rooms_written_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-socketio's connect filling `rooms` itself, not through basic_enter_room."""
+
+    def pre_connect(self: Any, eio_sid: str, namespace: str) -> str:
+        sid = self.server.eio.generate_id()
+        rooms = self.rooms.setdefault(namespace, {})
+        for room in (None, sid):
+            rooms.setdefault(room, bidict())[sid] = eio_sid
+        self.pending_connect.setdefault(namespace, []).append(sid)
+        return str(sid)
+
+    monkeypatch.setattr(socketio.base_manager.BaseManager, "pre_connect", pre_connect)
+
+
+def _disconnect_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-socketio's disconnect no longer going through basic_disconnect."""
+    forget = socketio.base_manager.BaseManager.basic_disconnect
+
+    async def disconnect(self: Any, sid: str, namespace: str, **kwargs: Any) -> None:
+        forget(self, sid, namespace)
+
+    monkeypatch.setattr(socketio.AsyncManager, "disconnect", disconnect)
+
+
+def _more_to_forget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-socketio's basic_disconnect forgetting something new about the client."""
+    forget = socketio.base_manager.BaseManager.basic_disconnect
+
+    def basic_disconnect(self: Any, sid: str, namespace: str, **kwargs: Any) -> None:
+        forget(self, sid, namespace, **kwargs)
+        self.__dict__.setdefault("forgotten", []).append(sid)
+
+    monkeypatch.setattr(socketio.base_manager.BaseManager, "basic_disconnect", basic_disconnect)
+
+
 @pytest.mark.parametrize(
     ("break_it", "named"),
     [
@@ -94,6 +132,9 @@ def _no_writable_event(monkeypatch: pytest.MonkeyPatch) -> None:
         (_sansio_signature_changed, "WebSocketsSansIOProtocol(config, server_state, app_state)"),
         (_no_default_headers, "default_headers"),
         (_no_writable_event, "writable"),
+        (_rooms_written_directly, "only through basic_enter_room/basic_leave_room"),
+        (_disconnect_elsewhere, "through basic_disconnect(sid, namespace)"),
+        (_more_to_forget, "RoomIndexedManager must keep the same state"),
     ],
 )
 def test_an_upgrade_that_breaks_a_reliance_stops_the_gateway_naming_it(
@@ -159,3 +200,49 @@ async def test_a_wrapped_request_handler_sees_every_request_of_the_asgi_app() ->
     assert seen == ["/ws/events/"]
     parts = internals.socketio_app_parts(app)
     assert parts is not None and parts[0] is eio
+
+
+async def _manager_with_clients(manager: socketio.AsyncManager, count: int) -> list[str]:
+    """`count` clients connected to `manager` (each in the room `fleet` too), as
+    python-socketio's server connects them."""
+    socketio.AsyncServer(async_mode="asgi", client_manager=manager)
+    sids = []
+    for n in range(count):
+        sid = await manager.connect(f"eio-{n}", "/")
+        await manager.enter_room(sid, "/", "fleet")
+        sids.append(sid)
+    return sids
+
+
+async def _work_to_disconnect(manager: socketio.AsyncManager, sids: list[str]) -> int:
+    with counting_calls() as calls:
+        for sid in sids:  # as python-socketio's server does on a client's disconnect
+            manager.pre_disconnect(sid, "/")
+            await manager.disconnect(sid, "/", ignore_queue=True)
+    return calls.count
+
+
+@pytest.mark.parametrize(
+    ("manager_class", "searches_every_room"),
+    [(socketio.AsyncManager, True), (internals.RoomIndexedManager, False)],
+)
+async def test_a_disconnect_looks_only_at_the_clients_own_rooms(
+    manager_class: type[socketio.AsyncManager], searches_every_room: bool
+) -> None:
+    """python-socketio's manager searches every room (one per client) on each disconnect:
+    O(N^2) for N clients leaving. The gateway's does the same work whatever N is. (If the
+    first case fails, python-socketio fixed it upstream: RoomIndexedManager may go.)"""
+    work = {}
+    for count in (100, 1000):
+        manager = manager_class()
+        sids = await _manager_with_clients(manager, count)
+        work[count] = await _work_to_disconnect(manager, sids[:20])
+        assert len(manager.rooms["/"][None]) == count - 20
+        assert len(manager.rooms["/"]["fleet"]) == count - 20
+        assert not set(sids[:20]) & set(manager.rooms["/"])
+        assert sorted(manager.get_rooms(sids[20], "/")) == sorted([sids[20], "fleet"])
+        assert manager.get_rooms(sids[0], "/") == []
+    if searches_every_room:
+        assert work[1000] > 5 * work[100], work
+    else:
+        assert work[1000] == work[100], work

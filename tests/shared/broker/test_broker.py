@@ -124,6 +124,24 @@ async def test_subscription_gets_only_its_patterns_in_order(broker: Broker) -> N
     assert len(received) == 20
 
 
+async def test_removing_several_patterns_at_once_stops_each_and_keeps_the_rest(
+    broker: Broker,
+) -> None:
+    received: list[PublishedEvent] = []
+    subscription = broker.subscription(received.append)
+    for serial in ("SN1", "SN2", "SN3"):
+        await subscription.add(drone_pattern(serial))
+    await subscription.remove(drone_pattern("SN1"), drone_pattern("SN2"), drone_pattern("SN9"))
+    for serial in ("SN1", "SN2", "SN3"):
+        await broker.publish(updated(serial, 0))
+    for _ in range(50):
+        if received:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    assert [e.serial for e in received] == ["SN3"]
+
+
 async def test_latest_id_is_the_newest_event(broker: Broker) -> None:
     assert await broker.latest_id() == ""
     await broker.publish(updated("SN1", 0))

@@ -151,6 +151,27 @@ async def test_a_drone_subscription_holds_one_shard_channel_on_that_drones_maste
     await until(lambda: not any(shard_channels().values()))
 
 
+async def test_drones_removed_together_leave_their_masters_and_keep_the_rest(
+    broker: ClusterBroker, redis_cluster: RedisCluster
+) -> None:
+    def shard_channels() -> list[bytes]:
+        found = []
+        for node in redis_cluster.masters():
+            with node.client() as client:
+                found += client.execute_command("PUBSUB", "SHARDCHANNELS")
+        return sorted(found)
+
+    per_master = serials_per_master(redis_cluster, 1)
+    serials = [group[0] for group in per_master.values()]
+    subscription = broker.subscription(lambda _: None)
+    for serial in serials:
+        await subscription.add(drone_pattern(serial))
+    assert len(shard_channels()) == len(serials)
+    await subscription.remove(*(drone_pattern(serial) for serial in serials[:-1]))
+    kept = partition_fleet_channel(slot_of(serials[-1])).encode()
+    await until(lambda: shard_channels() == [kept])
+
+
 async def test_a_fleet_subscription_spreads_over_every_master_and_gets_every_shard(
     broker: ClusterBroker, redis_cluster: RedisCluster
 ) -> None:
