@@ -11,7 +11,6 @@ dies after the write, the relay of any replica does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from beanie import Document
 
 from shared import metrics
+from shared.aio import cancel_and_wait
 from shared.broker import Broker, BrokerUnavailable
 from shared.events import PendingEvent, PublishedEvent, format_timestamp
 from shared.logging import get_logger
@@ -84,9 +84,7 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def relay_once(self, grace: float | None = None) -> int:
         """Drain every outbox whose oldest event has waited longer than `grace` seconds."""

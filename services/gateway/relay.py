@@ -12,11 +12,11 @@ itself; what it cannot refill it reports, and the relay tells the clients concer
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from services.gateway import metrics
 from services.gateway.hub import Hub
+from shared.aio import cancel_and_wait
 from shared.broker import Broker, Subscription
 from shared.broker.base import LostScope
 from shared.channels import ALL_DRONES_PATTERN, SYSTEM_BROADCAST, drone_pattern
@@ -43,9 +43,7 @@ class Relay:
 
     async def stop(self) -> None:
         if self._releasing is not None:
-            self._releasing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._releasing
+            await cancel_and_wait(self._releasing)
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None

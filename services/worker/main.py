@@ -9,7 +9,6 @@ coordinate through MongoDB (routing leases, compare-and-set transitions), never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from fastapi import FastAPI
 from services.worker.routing import TaskRouter
 from services.worker.telemetry import TelemetryConsumers
 from services.worker.timeouts import TimeoutSweeper
+from shared.aio import cancel_and_wait
 from shared.broker import Subscription
 from shared.channels import ChannelKind, drone_kind_pattern
 from shared.events import EventName, PublishedEvent
@@ -70,10 +70,7 @@ class Worker:
 
     async def stop(self) -> None:
         await self.telemetry.stop()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         if self._subscription is not None:
             await self._subscription.close()
         released = await self.router.release_all()

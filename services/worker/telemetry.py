@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Callable
 
 from services.worker import metrics
+from shared.aio import cancel_and_wait, wait_finished
 from shared.broker import Broker
 from shared.broker.streams import StreamEntry
 from shared.channels import (
@@ -60,8 +61,9 @@ class PartitionConsumer:
         """Finish the batch in hand, then let the partition go."""
         self.stopping = True
         if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            # Not `suppress(CancelledError)`: a rebalance cancelled while it waits here must
+            # end, or the worker's shutdown waits for it forever.
+            await wait_finished(self.task)
 
     async def _run(self) -> None:
         owner = self.owner
@@ -174,9 +176,7 @@ class TelemetryConsumers:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await asyncio.gather(*(consumer.stop() for consumer in self.owned.values()))
         self.owned.clear()
         with contextlib.suppress(Exception):

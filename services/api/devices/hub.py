@@ -34,6 +34,7 @@ from services.api.devices.tasks import (
     deliver_tasks,
     task_cancelled_message,
 )
+from shared.aio import cancel_and_wait
 from shared.alerts.service import alert_service
 from shared.auth import ANONYMOUS_ADMIN, Action, Principal, bearer_token, verify_token
 from shared.broker import Broker, Subscription
@@ -109,9 +110,7 @@ class DeviceHub:
         the grace period and reconnect to another replica without flapping offline."""
         self._stopping = True
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await cancel_and_wait(self._ticker)
         for connection in list(self._active):
             connection.close(CloseReason.SHUTDOWN)
         if self._active:
@@ -201,9 +200,7 @@ class DeviceHub:
             await self._detach(connection)
             if not self._active:
                 self._idle.set()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await cancel_and_wait(writer)
             await connection.close_socket()
             log.info(
                 "device_disconnected",
@@ -242,10 +239,7 @@ class DeviceHub:
         reader = asyncio.create_task(self._read_forever(connection))
         closing = asyncio.create_task(connection.closing.wait())
         done, pending = await asyncio.wait({reader, closing}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*pending)
         if reader in done and not reader.cancelled() and reader.exception() is not None:
             log.warning("device_read_failed", error=str(reader.exception()))
         connection.close(CloseReason.CLIENT)  # keeps a reason set earlier

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from shared.aio import cancel_and_wait
 from shared.broker import Broker, Subscription
 from shared.broker.streams import LATEST
 from shared.channels import ChannelKind, drone_kind_pattern, telemetry_judged
@@ -89,11 +90,7 @@ class TelemetryFeed:
         self._subscription: Subscription | None = None
 
     async def stop(self) -> None:
-        for task in self._tails:
-            task.cancel()
-        for task in self._tails:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tails)
         self._tails = []
         if self._subscription is not None:
             await self._subscription.close()
@@ -141,11 +138,7 @@ class TelemetryFeed:
 
     async def stop_tails(self) -> None:
         tails, self._tails = self._tails, []
-        for task in tails:
-            task.cancel()
-        for task in tails:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tails)
 
     # --- the bus ----------------------------------------------------------------------------
 

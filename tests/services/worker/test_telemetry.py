@@ -14,6 +14,7 @@ import pytest
 from services.worker import telemetry as consumers
 from services.worker.telemetry import TelemetryConsumers
 from shared.auth import ANONYMOUS_ADMIN
+from shared.channels import TELEMETRY_MEMBERS
 from shared.models import TelemetryAlert, TelemetryReading
 from shared.mongo_embedded import EmbeddedMongoClient
 from shared.runtime import Runtime
@@ -144,3 +145,20 @@ async def test_a_stopped_consumers_pending_entries_are_claimed_by_another(bus: B
     assert [e["data"]["id"] for e in events.events] == [accepted[40]["id"]]
     await second.stop()
     await first.stop()
+
+
+async def test_a_worker_stopped_while_it_hands_partitions_over_stops(bus: Bus) -> None:
+    """A rebalance waits for the partitions it gives up to finish their batch; if the worker
+    is told to stop meanwhile, the rebalance ends there (it used to swallow the cancellation,
+    carry on, and keep the worker's shutdown waiting for it forever)."""
+    owner = await bus.consumer("w1")
+    assert len(owner.owned) == 4  # alone: every partition
+    # Another worker announces itself: w1's fair share is now 2 of the 4.
+    await bus.runtimes[0].broker.streams.heartbeat(TELEMETRY_MEMBERS, "w2", 60_000)
+    handing_over = asyncio.create_task(owner.balance())
+    await asyncio.sleep(0.05)  # it is waiting for a partition to finish its blocking read
+    assert not handing_over.done()
+    handing_over.cancel()
+    await asyncio.wait({handing_over}, timeout=5)
+    assert handing_over.cancelled()
+    await asyncio.wait_for(owner.stop(), 5)
