@@ -33,7 +33,9 @@ def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
 def copy_of_tree(tmp_path: Path) -> Path:
     for package in ("shared", "services"):
         shutil.copytree(
-            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+            ROOT / package,
+            tmp_path / package,
+            ignore=shutil.ignore_patterns("__pycache__", "node_modules"),
         )
     shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
     return tmp_path

@@ -118,14 +118,19 @@ def test_a_killed_worker_loses_nothing_and_nothing_is_published_twice(
         wait_caught_up(client)
         frozen = None
         for round_ in range(rounds):
+            # Worker A is frozen while its reads are still blocked in Redis, just before a
+            # round arrives: Redis hands it the round's first entries of its partitions, which
+            # it then holds without ever committing them.
+            freezing = frozen is None and round_ >= 5
+            if freezing:
+                processes["worker-a"].signal(signal.SIGSTOP)
             for drone in DRONES:
                 chunk = readings[drone][40 + 4 * round_ : 44 + 4 * round_]
                 accepted = post(http, chunk)
                 spikes += [
                     a["id"] for a, r in zip(accepted, chunk, strict=True) if r["value"] == 500
                 ]
-            if frozen is None and round_ >= 5:
-                processes["worker-a"].signal(signal.SIGSTOP)
+            if freezing:
                 time.sleep(0.6)
                 if stalled_consumers(client):
                     frozen = processes["worker-a"]
