@@ -58,8 +58,9 @@ vendor: $(VENDOR_MODULES)
 dev: setup
 	$(BIN)/dronecast dev
 
+# Two pytest processes, each taking whole files (a file's servers and fixtures stay together).
 test: setup-dev test-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup-dev  # ruff, formatting, mypy, and the import rules in .importlinter
 	$(BIN)/ruff check .
