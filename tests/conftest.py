@@ -19,6 +19,30 @@ from tests.fixtures.redis_server import RedisServer
 
 REAL_MONGODB_URI = os.environ.get("MONGODB_URI", "")
 
+# Files whose tests take the longest (a simulated fleet for a minute, a fuzzer, browsers): run
+# first, so that `make test`'s two processes (pytest-xdist, a file each) finish together
+# instead of one of them starting a minute-long test at the end.
+LONG_FIRST = (
+    "tests/e2e/test_soak.py",
+    "tests/e2e/test_schemathesis.py",
+    "tests/services/api/web/test_dashboard.py",
+    "tests/clients/python/test_simulator.py",
+    "tests/docs/test_readme.py",
+    "tests/bench/test_dashboard_bench_smoke.py",
+    "tests/services/gateway/test_wire.py",
+    "tests/e2e/test_delivery_guarantees.py",
+    "tests/bench/test_drain_bench_smoke.py",
+    "tests/services/test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
