@@ -17,7 +17,9 @@ def naive_utc(moment: datetime) -> datetime:
     """Store UTC without tzinfo (what MongoDB hands back); a naive time is taken as UTC."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    if moment.microsecond % 1000:  # most times come in whole milliseconds: no copy then
+        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    return moment
 
 
 def time_window(since: datetime | None, until: datetime | None) -> dict[str, datetime] | None:

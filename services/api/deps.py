@@ -10,18 +10,22 @@ from shared.broker import Broker
 from shared.runtime import Runtime
 from shared.settings import Settings
 
+# Coroutines, though they only read app state: FastAPI runs a plain function dependency in
+# its thread pool, and two thread hand-offs per request cost the api more CPU than a POST of
+# 100 readings spends on its own work (profiled under bench/ingest.py latency).
 
-def get_settings_dep(request: Request) -> Settings:
+
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_broker(request: Request) -> Broker:
+async def get_broker(request: Request) -> Broker:
     broker: Broker = request.app.state.broker
     return broker
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
