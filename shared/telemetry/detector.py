@@ -71,6 +71,18 @@ class DetectorConfig:
     range_smoothing: float = 30.0  # readings: half-life of the value the range test uses
     range_min_seconds: float = 10.0  # out of range this long before it is a drift
     range_warmup: int = 1800  # readings that teach the range before the range test runs
+    # Creep (slow drift inside the usual range): the sensor's calm changes beyond what its
+    # own dynamics in its current phase explain, summed with this memory (seconds) ...
+    creep_half_life: float = 300.0
+    # Recent change per reading this many noise scales away from what the phase's dynamics
+    # explain: a manoeuvre, not calm.
+    creep_gate: float = 1.0
+    velocity_half_life: float = 4.0  # readings: memory of that recent change
+    busy_fraction: float = 0.5  # short-term noise above this part of the floor: busy phase
+    phase_doubt: float = 0.2  # ... and within this of it: between the phases
+    dynamics_half_life: float = 3600.0  # readings: memory of the phase's dynamics
+    # ... and compared with the range that sum kept in normal operation, as the level is.
+    creep_margin: float = 1.5  # share of that range's width a creep must go beyond it
     silence_intervals: float = 5.0  # missing usual intervals before a sensor is silent
     silence_min_seconds: float = 5.0
     episode_quiet_seconds: float = 15.0  # normal this long: the episode is over
@@ -127,6 +139,25 @@ class SensorState:
     low: float = 0.0  # the usual range: lowest and highest smoothed value, slowly forgotten
     high: float = 0.0
     out_since: float = 0.0  # > 0: when the smoothed value left the range
+    # The sensor's dynamics per phase (quiet: the drone idles; busy: it flies), learned as a
+    # regression of the calm rate of change on the smoothed value: EW means of the value, the
+    # rate, value² and value x rate, and the weight learned so far.
+    quiet_x: float = 0.0
+    quiet_y: float = 0.0
+    quiet_xx: float = 0.0
+    quiet_xy: float = 0.0
+    quiet_w: float = 0.0
+    busy_x: float = 0.0
+    busy_y: float = 0.0
+    busy_xx: float = 0.0
+    busy_xy: float = 0.0
+    busy_w: float = 0.0
+    velocity: float = 0.0  # EW change per reading (recent)
+    creep: float = 0.0  # calm change beyond the dynamics, slowly forgotten
+    creep_low: float = 0.0  # the usual range of `creep`, as `low` / `high` are the value's
+    creep_high: float = 0.0
+    creep_since: float = 0.0  # > 0: when the creep left its range
+    creep_peak: float = 0.0  # how far it has gone since
     pending_score: float = 0.0  # a moderate jump waiting for the next reading (0: none)
     pending_residual: float = 0.0
     pending_value: float = 0.0
@@ -157,6 +188,43 @@ def _burst_sample(magnitude: float, state: SensorState, cfg: DetectorConfig) -> 
     return min(magnitude, 10.0 * max(state.scale, cfg.floor_fraction * state.floor, 1e-12))
 
 
+# The creep after a reading, whether the sensor is busy, and the calm rate of change the
+# reading showed (None: a manoeuvre, or no time passed).
+_Creep = tuple[float, bool, float | None]
+
+# A phase's dynamics may pull the value back towards an equilibrium (a motor cooling, a battery
+# charging) at most this fast (1/s), never push it away.
+_STEEPEST_PULL = 1.0 / 60.0
+
+
+def _expected_rate(state: SensorState, busy: bool, x: float) -> float:
+    """The rate of change the sensor's phase usually shows at value `x`: rate = a + b * x,
+    a least-squares line through that phase's calm readings (0 before it has any)."""
+    prefix = "busy_" if busy else "quiet_"
+    weight = getattr(state, prefix + "w")
+    if weight <= 0:
+        return 0.0
+    mx, my = getattr(state, prefix + "x"), getattr(state, prefix + "y")
+    variance = getattr(state, prefix + "xx") - mx * mx
+    slope = 0.0
+    if variance > 1e-12:
+        slope = (getattr(state, prefix + "xy") - mx * my) / variance
+        slope = max(-_STEEPEST_PULL, min(0.0, slope))
+    return my + slope * (x - mx)
+
+
+def _learn_dynamics(
+    state: SensorState, busy: bool, x: float, rate: float, half_life: float
+) -> None:
+    prefix = "busy_" if busy else "quiet_"
+    count = getattr(state, prefix + "w") + 1.0
+    weight = max(1.0 / count, 1.0 - math.exp(-_LN2 / half_life))
+    for name, sample in (("x", x), ("y", rate), ("xx", x * x), ("xy", x * rate)):
+        mean = getattr(state, prefix + name)
+        setattr(state, prefix + name, mean + weight * (sample - mean))
+    setattr(state, prefix + "w", count)
+
+
 def _ew(previous: float, sample: float, half_life: float) -> float:
     weight = 1.0 - math.exp(-_LN2 / half_life)
     return previous + weight * (sample - previous)
@@ -185,14 +253,20 @@ class Detector:
         residual = value - prediction
         scale = max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
         same = value == state.last_value
+        creep = self._creep(state, value, dt, scale)
 
         stats: list[_Stat] = []
         if state.n >= cfg.warmup:
-            stats = self._tests(state, ts, value, residual, scale, same, prediction)
+            stats = self._tests(state, ts, value, residual, scale, same, prediction, creep)
 
-        strongest = max(stats, default=None, key=lambda item: item[0])
+        # A drift lasts minutes: a spike, stuck run or burst inside it is told as itself.
+        strongest = max(
+            stats,
+            default=None,
+            key=lambda item: (item[0] >= 1.0 and item[1] != AnomalyKind.DRIFT, item[0]),
+        )
         anomalous = strongest is not None and strongest[0] >= 1.0
-        self._learn(state, ts, value, dt, step, residual, same, anomalous)
+        self._learn(state, ts, value, dt, step, residual, same, anomalous, creep)
         if strongest is None:
             return NORMAL
         score = round(strongest[0], 3)
@@ -210,6 +284,7 @@ class Detector:
         scale: float,
         same: bool,
         prediction: float,
+        creep: _Creep,
     ) -> list[_Stat]:
         cfg = self.config
         stats: list[_Stat] = []
@@ -283,7 +358,45 @@ class Detector:
                     None,
                 )
             )
+        creep_width = state.creep_high - state.creep_low
+        creep_beyond = max(creep[0] - state.creep_high, state.creep_low - creep[0], 0.0)
+        if state.n >= cfg.range_warmup and creep_width > 0 and creep_beyond > 0:
+            held = ts - state.creep_since if state.creep_since > 0 else 0.0
+            stats.append(
+                (
+                    min(
+                        creep_beyond / (cfg.creep_margin * creep_width),
+                        held / cfg.range_min_seconds,
+                    ),
+                    AnomalyKind.DRIFT,
+                    f"crept {creep[0]:+.4g} beyond what its usual dynamics explain "
+                    f"(usually {state.creep_low:+.4g} to {state.creep_high:+.4g}) "
+                    f"for {held:.0f} s",
+                    None,
+                )
+            )
         return stats
+
+    def _creep(self, state: SensorState, value: float, dt: float, scale: float) -> _Creep:
+        """The creep after this reading, and what it learned from: the sensor's phase and the
+        calm rate of change (None when the change was a manoeuvre or took no time)."""
+        cfg = self.config
+        busy = state.burst > cfg.busy_fraction * state.floor
+        if dt <= 0:
+            return state.creep, busy, None
+        kept = state.creep * math.exp(-_LN2 * dt / cfg.creep_half_life)
+        # Near the line between the phases (the drone taking off or landing) which phase's
+        # dynamics apply is unclear: not calm.
+        if abs(state.burst / max(state.floor, 1e-12) - cfg.busy_fraction) < cfg.phase_doubt:
+            return kept, busy, None
+        change = value - state.last_value
+        expected = _expected_rate(state, busy, state.smooth)
+        # A manoeuvre moves the value for a few readings in a row far faster than the phase's
+        # dynamics explain, against the noise. A drift creeps far more slowly than that.
+        velocity = _ew(state.velocity, change, cfg.velocity_half_life)
+        if abs(velocity - expected * state.interval) > cfg.creep_gate * scale:
+            return kept, busy, None
+        return kept + change - expected * dt, busy, change / dt
 
     def _learn(
         self,
@@ -295,8 +408,15 @@ class Detector:
         residual: float,
         same: bool,
         anomalous: bool,
+        creep: _Creep,
     ) -> None:
         cfg = self.config
+        rate = creep[2]
+        if rate is not None and not anomalous:
+            _learn_dynamics(state, creep[1], state.smooth, rate, cfg.dynamics_half_life)
+        state.creep = creep[0]
+        if dt > 0:
+            state.velocity = _ew(state.velocity, value - state.last_value, cfg.velocity_half_life)
         state.n += 1
         state.interval = dt if state.interval == 0 else _ew(state.interval, dt, 30.0)
         previous_level = state.level
@@ -338,12 +458,41 @@ class Detector:
             state.out_since = 0.0
         if state.n < cfg.range_warmup:
             state.low, state.high = min(state.low, state.smooth), max(state.high, state.smooth)
+            if state.n >= cfg.range_warmup // 2:  # once the dynamics are learned
+                state.creep_low = min(state.creep_low, state.creep)
+                state.creep_high = max(state.creep_high, state.creep)
+            else:
+                state.creep_low = state.creep_high = state.creep
             return
+        self._track_creep_range(state, ts)
         if anomalous:
             return
         keep = math.exp(-_LN2 / cfg.range_half_life)
         state.high = max(state.smooth, state.smooth + (state.high - state.smooth) * keep)
         state.low = min(state.smooth, state.smooth - (state.smooth - state.low) * keep)
+
+    def _track_creep_range(self, state: SensorState, ts: float) -> None:
+        """The creep's usual range takes in an excursion beyond it only once the excursion is
+        over and never went a margin beyond (following it outward reading by reading would
+        take in a slow drift too); inside, it shrinks towards the creep over hours."""
+        cfg = self.config
+        creep = state.creep
+        if creep > state.creep_high or creep < state.creep_low:
+            if state.creep_since == 0:
+                state.creep_since, state.creep_peak = ts, creep
+            elif abs(creep) > abs(state.creep_peak):
+                state.creep_peak = creep
+            return
+        if state.creep_since > 0:
+            peak = state.creep_peak
+            beyond = max(peak - state.creep_high, state.creep_low - peak, 0.0)
+            if beyond < cfg.creep_margin * (state.creep_high - state.creep_low):
+                state.creep_high = max(state.creep_high, peak)
+                state.creep_low = min(state.creep_low, peak)
+            state.creep_since = state.creep_peak = 0.0
+        keep = math.exp(-_LN2 / cfg.range_half_life)
+        state.creep_high = creep + (state.creep_high - creep) * keep
+        state.creep_low = creep - (creep - state.creep_low) * keep
 
     def _late(self, state: SensorState, ts: float, value: float) -> Verdict:
         """A reading older than the newest one seen (senders that reorder, a late upload):
@@ -385,9 +534,13 @@ class Detector:
     ) -> Verdict:
         severity = severity_for_score(score)
         self._maybe_end_episode(state, ts)
-        alert = not state.episode
+        # A slow drift lasts minutes: a spike, a stuck run or a burst inside it is a fault of
+        # its own and is told as one.
+        alert = not state.episode or (
+            state.episode == AnomalyKind.DRIFT.value and kind != AnomalyKind.DRIFT
+        )
         if alert:
-            state.episode = state.episode or kind.value
+            state.episode = kind.value
             state.episode_severity = severity.value
         state.episode_last = ts
         return Verdict(
