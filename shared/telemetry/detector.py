@@ -82,7 +82,9 @@ class DetectorConfig:
     phase_doubt: float = 0.2  # ... and within this of it: between the phases
     dynamics_half_life: float = 3600.0  # readings: memory of the phase's dynamics
     # ... and compared with the range that sum kept in normal operation, as the level is.
-    creep_margin: float = 1.5  # share of that range's width a creep must go beyond it
+    creep_margin: float = 1.0  # share of that range's width a creep must go beyond it
+    creep_follow_half_life: float = 1200.0  # readings: how slowly the range follows it outward
+    creep_warmup: int = 3600  # readings before the creep test (its range from half of them)
     silence_intervals: float = 5.0  # missing usual intervals before a sensor is silent
     silence_min_seconds: float = 5.0
     episode_quiet_seconds: float = 15.0  # normal this long: the episode is over
@@ -152,12 +154,12 @@ class SensorState:
     busy_xx: float = 0.0
     busy_xy: float = 0.0
     busy_w: float = 0.0
+    creep_n: int = 0  # readings the creep has followed (a checkpoint of an older release: 0)
     velocity: float = 0.0  # EW change per reading (recent)
     creep: float = 0.0  # calm change beyond the dynamics, slowly forgotten
     creep_low: float = 0.0  # the usual range of `creep`, as `low` / `high` are the value's
     creep_high: float = 0.0
     creep_since: float = 0.0  # > 0: when the creep left its range
-    creep_peak: float = 0.0  # how far it has gone since
     pending_score: float = 0.0  # a moderate jump waiting for the next reading (0: none)
     pending_residual: float = 0.0
     pending_value: float = 0.0
@@ -244,6 +246,7 @@ class Detector:
         if state.n == 0:
             state.n, state.last_ts, state.last_value, state.level = 1, ts, value, value
             state.smooth = state.low = state.high = value
+            state.creep_n = 1
             return NORMAL
         if ts < state.last_ts:
             return self._late(state, ts, value)
@@ -360,7 +363,7 @@ class Detector:
             )
         creep_width = state.creep_high - state.creep_low
         creep_beyond = max(creep[0] - state.creep_high, state.creep_low - creep[0], 0.0)
-        if state.n >= cfg.range_warmup and creep_width > 0 and creep_beyond > 0:
+        if state.creep_n >= cfg.creep_warmup and creep_width > 0 and creep_beyond > 0:
             held = ts - state.creep_since if state.creep_since > 0 else 0.0
             stats.append(
                 (
@@ -391,10 +394,11 @@ class Detector:
             return kept, busy, None
         change = value - state.last_value
         expected = _expected_rate(state, busy, state.smooth)
-        # A manoeuvre moves the value for a few readings in a row far faster than the phase's
-        # dynamics explain, against the noise. A drift creeps far more slowly than that.
+        # A manoeuvre moves the value for a few readings in a row, against the noise, and
+        # faster than the phase's dynamics explain. A drift creeps far more slowly than that.
         velocity = _ew(state.velocity, change, cfg.velocity_half_life)
-        if abs(velocity - expected * state.interval) > cfg.creep_gate * scale:
+        gate = cfg.creep_gate * scale
+        if abs(velocity) > gate and abs(velocity - expected * state.interval) > gate:
             return kept, busy, None
         return kept + change - expected * dt, busy, change / dt
 
@@ -415,6 +419,7 @@ class Detector:
         if rate is not None and not anomalous:
             _learn_dynamics(state, creep[1], state.smooth, rate, cfg.dynamics_half_life)
         state.creep = creep[0]
+        state.creep_n += 1
         if dt > 0:
             state.velocity = _ew(state.velocity, value - state.last_value, cfg.velocity_half_life)
         state.n += 1
@@ -456,40 +461,40 @@ class Detector:
             state.out_since = ts
         elif not outside:
             state.out_since = 0.0
-        if state.n < cfg.range_warmup:
-            state.low, state.high = min(state.low, state.smooth), max(state.high, state.smooth)
-            if state.n >= cfg.range_warmup // 2:  # once the dynamics are learned
+        if state.creep_n < cfg.creep_warmup:
+            if state.creep_n >= cfg.creep_warmup // 2:  # once the dynamics are learned
                 state.creep_low = min(state.creep_low, state.creep)
                 state.creep_high = max(state.creep_high, state.creep)
             else:
                 state.creep_low = state.creep_high = state.creep
+        else:
+            self._track_creep_range(state, ts, anomalous)
+        if state.n < cfg.range_warmup:
+            state.low, state.high = min(state.low, state.smooth), max(state.high, state.smooth)
             return
-        self._track_creep_range(state, ts)
         if anomalous:
             return
         keep = math.exp(-_LN2 / cfg.range_half_life)
         state.high = max(state.smooth, state.smooth + (state.high - state.smooth) * keep)
         state.low = min(state.smooth, state.smooth - (state.smooth - state.low) * keep)
 
-    def _track_creep_range(self, state: SensorState, ts: float) -> None:
-        """The creep's usual range takes in an excursion beyond it only once the excursion is
-        over and never went a margin beyond (following it outward reading by reading would
-        take in a slow drift too); inside, it shrinks towards the creep over hours."""
+    def _track_creep_range(self, state: SensorState, ts: float, anomalous: bool) -> None:
+        """The creep's usual range follows it outward only slowly (following it reading by
+        reading would take in a slow drift too), and not at all while it is anomalous;
+        inside, the range shrinks towards it over hours."""
         cfg = self.config
         creep = state.creep
         if creep > state.creep_high or creep < state.creep_low:
             if state.creep_since == 0:
-                state.creep_since, state.creep_peak = ts, creep
-            elif abs(creep) > abs(state.creep_peak):
-                state.creep_peak = creep
+                state.creep_since = ts
+            if not anomalous:
+                follow = 1.0 - math.exp(-_LN2 / cfg.creep_follow_half_life)
+                if creep > state.creep_high:
+                    state.creep_high += follow * (creep - state.creep_high)
+                else:
+                    state.creep_low += follow * (creep - state.creep_low)
             return
-        if state.creep_since > 0:
-            peak = state.creep_peak
-            beyond = max(peak - state.creep_high, state.creep_low - peak, 0.0)
-            if beyond < cfg.creep_margin * (state.creep_high - state.creep_low):
-                state.creep_high = max(state.creep_high, peak)
-                state.creep_low = min(state.creep_low, peak)
-            state.creep_since = state.creep_peak = 0.0
+        state.creep_since = 0.0
         keep = math.exp(-_LN2 / cfg.range_half_life)
         state.creep_high = creep + (state.creep_high - creep) * keep
         state.creep_low = creep - (creep - state.creep_low) * keep
