@@ -17,13 +17,19 @@ What it looks for, each against the sensor's own learned behaviour:
   likely (a coarse, quiet sensor repeats often, so it needs a longer run).
 - **noise burst**: the short-term noise is several times the long-term noise.
 - **drift**: the smoothed value leaves the range the sensor has kept in normal operation
-  (remembered for hours) by more than a share of that range, and stays out.
+  (remembered for hours) by more than a share of that range, and stays out; or it *creeps*:
+  the sensor's calm changes (not manoeuvres) beyond what its own dynamics in its phase
+  explain, summed over minutes, leave the range that sum kept. The phase (quiet: the drone
+  idles; busy: it flies) is the sensor's short-term noise against its floor; its dynamics
+  are a line of rate against value learned per phase, so a battery draining in flight and
+  charging on the ground, or motors heating and cooling towards an equilibrium, are normal.
 - **silence**: no reading for several of the sensor's usual intervals (`silence`).
 
 A reading inside an ongoing anomaly episode is not a new alert: `Verdict.alert` is True only
-when an episode starts, so a stuck sensor raises one alert, not one a second. `Verdict.score`
-is the strongest test statistic relative to its threshold: 1.0 is at the threshold, and the
-severity follows it.
+when an episode starts, so a stuck sensor raises one alert, not one a second. A drift lasts
+minutes: a spike, stuck run or burst inside one is told as itself, with an alert of its own.
+`Verdict.score` is the strongest test statistic relative to its threshold: 1.0 is at the
+threshold, and the severity follows it.
 """
 
 from __future__ import annotations
