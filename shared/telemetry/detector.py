@@ -205,32 +205,51 @@ _Creep = tuple[float, bool, float | None]
 _STEEPEST_PULL = 1.0 / 60.0
 
 
+def _dynamics(state: SensorState, busy: bool) -> tuple[float, float, float, float, float]:
+    """A phase's EW means of value, rate, value², value x rate, and its weight."""
+    if busy:
+        return state.busy_x, state.busy_y, state.busy_xx, state.busy_xy, state.busy_w
+    return state.quiet_x, state.quiet_y, state.quiet_xx, state.quiet_xy, state.quiet_w
+
+
 def _expected_rate(state: SensorState, busy: bool, x: float) -> float:
     """The rate of change the sensor's phase usually shows at value `x`: rate = a + b * x,
     a least-squares line through that phase's calm readings (0 before it has any)."""
-    prefix = "busy_" if busy else "quiet_"
-    weight = getattr(state, prefix + "w")
+    mx, my, mxx, mxy, weight = _dynamics(state, busy)
     if weight <= 0:
         return 0.0
-    mx, my = getattr(state, prefix + "x"), getattr(state, prefix + "y")
-    variance = getattr(state, prefix + "xx") - mx * mx
+    variance = mxx - mx * mx
     slope = 0.0
     if variance > 1e-12:
-        slope = (getattr(state, prefix + "xy") - mx * my) / variance
-        slope = max(-_STEEPEST_PULL, min(0.0, slope))
+        slope = max(-_STEEPEST_PULL, min(0.0, (mxy - mx * my) / variance))
     return my + slope * (x - mx)
 
 
-def _learn_dynamics(
-    state: SensorState, busy: bool, x: float, rate: float, half_life: float
-) -> None:
-    prefix = "busy_" if busy else "quiet_"
-    count = getattr(state, prefix + "w") + 1.0
-    weight = max(1.0 / count, 1.0 - math.exp(-_LN2 / half_life))
-    for name, sample in (("x", x), ("y", rate), ("xx", x * x), ("xy", x * rate)):
-        mean = getattr(state, prefix + name)
-        setattr(state, prefix + name, mean + weight * (sample - mean))
-    setattr(state, prefix + "w", count)
+def _learn_dynamics(state: SensorState, busy: bool, x: float, rate: float, least: float) -> None:
+    """Teach the phase's line one calm reading, weighted at least `least` (its memory)."""
+    mx, my, mxx, mxy, count = _dynamics(state, busy)
+    count += 1.0
+    weight = max(1.0 / count, least)
+    mx += weight * (x - mx)
+    my += weight * (rate - my)
+    mxx += weight * (x * x - mxx)
+    mxy += weight * (x * rate - mxy)
+    if busy:
+        state.busy_x, state.busy_y, state.busy_xx, state.busy_xy, state.busy_w = (
+            mx,
+            my,
+            mxx,
+            mxy,
+            count,
+        )
+    else:
+        state.quiet_x, state.quiet_y, state.quiet_xx, state.quiet_xy, state.quiet_w = (
+            mx,
+            my,
+            mxx,
+            mxy,
+            count,
+        )
 
 
 def _ew(previous: float, sample: float, half_life: float) -> float:
@@ -240,7 +259,12 @@ def _ew(previous: float, sample: float, half_life: float) -> float:
 
 class Detector:
     def __init__(self, config: DetectorConfig | None = None) -> None:
-        self.config = config or DetectorConfig()
+        self.config = cfg = config or DetectorConfig()
+        # Per-reading weights of the creep's averages, worked out once.
+        self._velocity_weight = 1.0 - math.exp(-_LN2 / cfg.velocity_half_life)
+        self._dynamics_weight = 1.0 - math.exp(-_LN2 / cfg.dynamics_half_life)
+        self._follow_weight = 1.0 - math.exp(-_LN2 / cfg.creep_follow_half_life)
+        self._range_keep = math.exp(-_LN2 / cfg.range_half_life)
 
     # --- one reading ----------------------------------------------------------------------
 
@@ -371,19 +395,17 @@ class Detector:
         creep_beyond = max(creep[0] - state.creep_high, state.creep_low - creep[0], 0.0)
         if state.creep_n >= cfg.creep_warmup and creep_width > 0 and creep_beyond > 0:
             held = ts - state.creep_since if state.creep_since > 0 else 0.0
-            stats.append(
-                (
-                    min(
-                        creep_beyond / (cfg.creep_margin * creep_width),
-                        held / cfg.range_min_seconds,
-                    ),
-                    AnomalyKind.DRIFT,
+            creep_score = min(
+                creep_beyond / (cfg.creep_margin * creep_width), held / cfg.range_min_seconds
+            )
+            message = ""  # written only when it may be shown (formatting costs per reading)
+            if creep_score >= 1.0:
+                message = (
                     f"crept {creep[0]:+.4g} beyond what its usual dynamics explain "
                     f"(usually {state.creep_low:+.4g} to {state.creep_high:+.4g}) "
-                    f"for {held:.0f} s",
-                    None,
+                    f"for {held:.0f} s"
                 )
-            )
+            stats.append((creep_score, AnomalyKind.DRIFT, message, None))
         return stats
 
     def _creep(self, state: SensorState, value: float, dt: float, scale: float) -> _Creep:
@@ -402,7 +424,7 @@ class Detector:
         expected = _expected_rate(state, busy, state.smooth)
         # A manoeuvre moves the value for a few readings in a row, against the noise, and
         # faster than the phase's dynamics explain. A drift creeps far more slowly than that.
-        velocity = _ew(state.velocity, change, cfg.velocity_half_life)
+        velocity = state.velocity + self._velocity_weight * (change - state.velocity)
         gate = cfg.creep_gate * scale
         if abs(velocity) > gate and abs(velocity - expected * state.interval) > gate:
             return kept, busy, None
@@ -423,11 +445,12 @@ class Detector:
         cfg = self.config
         rate = creep[2]
         if rate is not None and not anomalous:
-            _learn_dynamics(state, creep[1], state.smooth, rate, cfg.dynamics_half_life)
+            _learn_dynamics(state, creep[1], state.smooth, rate, self._dynamics_weight)
         state.creep = creep[0]
         state.creep_n += 1
         if dt > 0:
-            state.velocity = _ew(state.velocity, value - state.last_value, cfg.velocity_half_life)
+            change = value - state.last_value
+            state.velocity += self._velocity_weight * (change - state.velocity)
         state.n += 1
         state.interval = dt if state.interval == 0 else _ew(state.interval, dt, 30.0)
         previous_level = state.level
@@ -488,20 +511,19 @@ class Detector:
         """The creep's usual range follows it outward only slowly (following it reading by
         reading would take in a slow drift too), and not at all while it is anomalous;
         inside, the range shrinks towards it over hours."""
-        cfg = self.config
         creep = state.creep
         if creep > state.creep_high or creep < state.creep_low:
             if state.creep_since == 0:
                 state.creep_since = ts
             if not anomalous:
-                follow = 1.0 - math.exp(-_LN2 / cfg.creep_follow_half_life)
+                follow = self._follow_weight
                 if creep > state.creep_high:
                     state.creep_high += follow * (creep - state.creep_high)
                 else:
                     state.creep_low += follow * (creep - state.creep_low)
             return
         state.creep_since = 0.0
-        keep = math.exp(-_LN2 / cfg.range_half_life)
+        keep = self._range_keep
         state.creep_high = creep + (state.creep_high - creep) * keep
         state.creep_low = creep - (creep - state.creep_low) * keep
 
