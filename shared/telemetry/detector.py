@@ -17,13 +17,19 @@ What it looks for, each against the sensor's own learned behaviour:
   likely (a coarse, quiet sensor repeats often, so it needs a longer run).
 - **noise burst**: the short-term noise is several times the long-term noise.
 - **drift**: the smoothed value leaves the range the sensor has kept in normal operation
-  (remembered for hours) by more than a share of that range, and stays out.
+  (remembered for hours) by more than a share of that range, and stays out; or it *creeps*:
+  the sensor's calm changes (not manoeuvres) beyond what its own dynamics in its phase
+  explain, summed over minutes, leave the range that sum kept. The phase (quiet: the drone
+  idles; busy: it flies) is the sensor's short-term noise against its floor; its dynamics
+  are a line of rate against value learned per phase, so a battery draining in flight and
+  charging on the ground, or motors heating and cooling towards an equilibrium, are normal.
 - **silence**: no reading for several of the sensor's usual intervals (`silence`).
 
 A reading inside an ongoing anomaly episode is not a new alert: `Verdict.alert` is True only
-when an episode starts, so a stuck sensor raises one alert, not one a second. `Verdict.score`
-is the strongest test statistic relative to its threshold: 1.0 is at the threshold, and the
-severity follows it.
+when an episode starts, so a stuck sensor raises one alert, not one a second. A drift lasts
+minutes: a spike, stuck run or burst inside one is told as itself, with an alert of its own.
+`Verdict.score` is the strongest test statistic relative to its threshold: 1.0 is at the
+threshold, and the severity follows it.
 """
 
 from __future__ import annotations
@@ -71,6 +77,20 @@ class DetectorConfig:
     range_smoothing: float = 30.0  # readings: half-life of the value the range test uses
     range_min_seconds: float = 10.0  # out of range this long before it is a drift
     range_warmup: int = 1800  # readings that teach the range before the range test runs
+    # Creep (slow drift inside the usual range): the sensor's calm changes beyond what its
+    # own dynamics in its current phase explain, summed with this memory (seconds) ...
+    creep_half_life: float = 300.0
+    # Recent change per reading this many noise scales away from what the phase's dynamics
+    # explain: a manoeuvre, not calm.
+    creep_gate: float = 1.0
+    velocity_half_life: float = 4.0  # readings: memory of that recent change
+    busy_fraction: float = 0.5  # short-term noise above this part of the floor: busy phase
+    phase_doubt: float = 0.2  # ... and within this of it: between the phases
+    dynamics_half_life: float = 3600.0  # readings: memory of the phase's dynamics
+    # ... and compared with the range that sum kept in normal operation, as the level is.
+    creep_margin: float = 1.0  # share of that range's width a creep must go beyond it
+    creep_follow_half_life: float = 1200.0  # readings: how slowly the range follows it outward
+    creep_warmup: int = 3600  # readings before the creep test (its range from half of them)
     silence_intervals: float = 5.0  # missing usual intervals before a sensor is silent
     silence_min_seconds: float = 5.0
     episode_quiet_seconds: float = 15.0  # normal this long: the episode is over
@@ -127,6 +147,25 @@ class SensorState:
     low: float = 0.0  # the usual range: lowest and highest smoothed value, slowly forgotten
     high: float = 0.0
     out_since: float = 0.0  # > 0: when the smoothed value left the range
+    # The sensor's dynamics per phase (quiet: the drone idles; busy: it flies), learned as a
+    # regression of the calm rate of change on the smoothed value: EW means of the value, the
+    # rate, value² and value x rate, and the weight learned so far.
+    quiet_x: float = 0.0
+    quiet_y: float = 0.0
+    quiet_xx: float = 0.0
+    quiet_xy: float = 0.0
+    quiet_w: float = 0.0
+    busy_x: float = 0.0
+    busy_y: float = 0.0
+    busy_xx: float = 0.0
+    busy_xy: float = 0.0
+    busy_w: float = 0.0
+    creep_n: int = 0  # readings the creep has followed (a checkpoint of an older release: 0)
+    velocity: float = 0.0  # EW change per reading (recent)
+    creep: float = 0.0  # calm change beyond the dynamics, slowly forgotten
+    creep_low: float = 0.0  # the usual range of `creep`, as `low` / `high` are the value's
+    creep_high: float = 0.0
+    creep_since: float = 0.0  # > 0: when the creep left its range
     pending_score: float = 0.0  # a moderate jump waiting for the next reading (0: none)
     pending_residual: float = 0.0
     pending_value: float = 0.0
@@ -157,6 +196,62 @@ def _burst_sample(magnitude: float, state: SensorState, cfg: DetectorConfig) -> 
     return min(magnitude, 10.0 * max(state.scale, cfg.floor_fraction * state.floor, 1e-12))
 
 
+# The creep after a reading, whether the sensor is busy, and the calm rate of change the
+# reading showed (None: a manoeuvre, or no time passed).
+_Creep = tuple[float, bool, float | None]
+
+# A phase's dynamics may pull the value back towards an equilibrium (a motor cooling, a battery
+# charging) at most this fast (1/s), never push it away.
+_STEEPEST_PULL = 1.0 / 60.0
+
+
+def _dynamics(state: SensorState, busy: bool) -> tuple[float, float, float, float, float]:
+    """A phase's EW means of value, rate, value², value x rate, and its weight."""
+    if busy:
+        return state.busy_x, state.busy_y, state.busy_xx, state.busy_xy, state.busy_w
+    return state.quiet_x, state.quiet_y, state.quiet_xx, state.quiet_xy, state.quiet_w
+
+
+def _expected_rate(state: SensorState, busy: bool, x: float) -> float:
+    """The rate of change the sensor's phase usually shows at value `x`: rate = a + b * x,
+    a least-squares line through that phase's calm readings (0 before it has any)."""
+    mx, my, mxx, mxy, weight = _dynamics(state, busy)
+    if weight <= 0:
+        return 0.0
+    variance = mxx - mx * mx
+    slope = 0.0
+    if variance > 1e-12:
+        slope = max(-_STEEPEST_PULL, min(0.0, (mxy - mx * my) / variance))
+    return my + slope * (x - mx)
+
+
+def _learn_dynamics(state: SensorState, busy: bool, x: float, rate: float, least: float) -> None:
+    """Teach the phase's line one calm reading, weighted at least `least` (its memory)."""
+    mx, my, mxx, mxy, count = _dynamics(state, busy)
+    count += 1.0
+    weight = max(1.0 / count, least)
+    mx += weight * (x - mx)
+    my += weight * (rate - my)
+    mxx += weight * (x * x - mxx)
+    mxy += weight * (x * rate - mxy)
+    if busy:
+        state.busy_x, state.busy_y, state.busy_xx, state.busy_xy, state.busy_w = (
+            mx,
+            my,
+            mxx,
+            mxy,
+            count,
+        )
+    else:
+        state.quiet_x, state.quiet_y, state.quiet_xx, state.quiet_xy, state.quiet_w = (
+            mx,
+            my,
+            mxx,
+            mxy,
+            count,
+        )
+
+
 def _ew(previous: float, sample: float, half_life: float) -> float:
     weight = 1.0 - math.exp(-_LN2 / half_life)
     return previous + weight * (sample - previous)
@@ -164,7 +259,12 @@ def _ew(previous: float, sample: float, half_life: float) -> float:
 
 class Detector:
     def __init__(self, config: DetectorConfig | None = None) -> None:
-        self.config = config or DetectorConfig()
+        self.config = cfg = config or DetectorConfig()
+        # Per-reading weights of the creep's averages, worked out once.
+        self._velocity_weight = 1.0 - math.exp(-_LN2 / cfg.velocity_half_life)
+        self._dynamics_weight = 1.0 - math.exp(-_LN2 / cfg.dynamics_half_life)
+        self._follow_weight = 1.0 - math.exp(-_LN2 / cfg.creep_follow_half_life)
+        self._range_keep = math.exp(-_LN2 / cfg.range_half_life)
 
     # --- one reading ----------------------------------------------------------------------
 
@@ -176,6 +276,7 @@ class Detector:
         if state.n == 0:
             state.n, state.last_ts, state.last_value, state.level = 1, ts, value, value
             state.smooth = state.low = state.high = value
+            state.creep_n = 1
             return NORMAL
         if ts < state.last_ts:
             return self._late(state, ts, value)
@@ -185,14 +286,20 @@ class Detector:
         residual = value - prediction
         scale = max(state.scale, cfg.floor_fraction * state.floor, 1e-12)
         same = value == state.last_value
+        creep = self._creep(state, value, dt, scale)
 
         stats: list[_Stat] = []
         if state.n >= cfg.warmup:
-            stats = self._tests(state, ts, value, residual, scale, same, prediction)
+            stats = self._tests(state, ts, value, residual, scale, same, prediction, creep)
 
-        strongest = max(stats, default=None, key=lambda item: item[0])
+        # A drift lasts minutes: a spike, stuck run or burst inside it is told as itself.
+        strongest = max(
+            stats,
+            default=None,
+            key=lambda item: (item[0] >= 1.0 and item[1] != AnomalyKind.DRIFT, item[0]),
+        )
         anomalous = strongest is not None and strongest[0] >= 1.0
-        self._learn(state, ts, value, dt, step, residual, same, anomalous)
+        self._learn(state, ts, value, dt, step, residual, same, anomalous, creep)
         if strongest is None:
             return NORMAL
         score = round(strongest[0], 3)
@@ -210,6 +317,7 @@ class Detector:
         scale: float,
         same: bool,
         prediction: float,
+        creep: _Creep,
     ) -> list[_Stat]:
         cfg = self.config
         stats: list[_Stat] = []
@@ -283,7 +391,44 @@ class Detector:
                     None,
                 )
             )
+        creep_width = state.creep_high - state.creep_low
+        creep_beyond = max(creep[0] - state.creep_high, state.creep_low - creep[0], 0.0)
+        if state.creep_n >= cfg.creep_warmup and creep_width > 0 and creep_beyond > 0:
+            held = ts - state.creep_since if state.creep_since > 0 else 0.0
+            creep_score = min(
+                creep_beyond / (cfg.creep_margin * creep_width), held / cfg.range_min_seconds
+            )
+            message = ""  # written only when it may be shown (formatting costs per reading)
+            if creep_score >= 1.0:
+                message = (
+                    f"crept {creep[0]:+.4g} beyond what its usual dynamics explain "
+                    f"(usually {state.creep_low:+.4g} to {state.creep_high:+.4g}) "
+                    f"for {held:.0f} s"
+                )
+            stats.append((creep_score, AnomalyKind.DRIFT, message, None))
         return stats
+
+    def _creep(self, state: SensorState, value: float, dt: float, scale: float) -> _Creep:
+        """The creep after this reading, and what it learned from: the sensor's phase and the
+        calm rate of change (None when the change was a manoeuvre or took no time)."""
+        cfg = self.config
+        busy = state.burst > cfg.busy_fraction * state.floor
+        if dt <= 0:
+            return state.creep, busy, None
+        kept = state.creep * math.exp(-_LN2 * dt / cfg.creep_half_life)
+        # Near the line between the phases (the drone taking off or landing) which phase's
+        # dynamics apply is unclear: not calm.
+        if abs(state.burst / max(state.floor, 1e-12) - cfg.busy_fraction) < cfg.phase_doubt:
+            return kept, busy, None
+        change = value - state.last_value
+        expected = _expected_rate(state, busy, state.smooth)
+        # A manoeuvre moves the value for a few readings in a row, against the noise, and
+        # faster than the phase's dynamics explain. A drift creeps far more slowly than that.
+        velocity = state.velocity + self._velocity_weight * (change - state.velocity)
+        gate = cfg.creep_gate * scale
+        if abs(velocity) > gate and abs(velocity - expected * state.interval) > gate:
+            return kept, busy, None
+        return kept + change - expected * dt, busy, change / dt
 
     def _learn(
         self,
@@ -295,8 +440,17 @@ class Detector:
         residual: float,
         same: bool,
         anomalous: bool,
+        creep: _Creep,
     ) -> None:
         cfg = self.config
+        rate = creep[2]
+        if rate is not None and not anomalous:
+            _learn_dynamics(state, creep[1], state.smooth, rate, self._dynamics_weight)
+        state.creep = creep[0]
+        state.creep_n += 1
+        if dt > 0:
+            change = value - state.last_value
+            state.velocity += self._velocity_weight * (change - state.velocity)
         state.n += 1
         state.interval = dt if state.interval == 0 else _ew(state.interval, dt, 30.0)
         previous_level = state.level
@@ -336,6 +490,14 @@ class Detector:
             state.out_since = ts
         elif not outside:
             state.out_since = 0.0
+        if state.creep_n < cfg.creep_warmup:
+            if state.creep_n >= cfg.creep_warmup // 2:  # once the dynamics are learned
+                state.creep_low = min(state.creep_low, state.creep)
+                state.creep_high = max(state.creep_high, state.creep)
+            else:
+                state.creep_low = state.creep_high = state.creep
+        else:
+            self._track_creep_range(state, ts, anomalous)
         if state.n < cfg.range_warmup:
             state.low, state.high = min(state.low, state.smooth), max(state.high, state.smooth)
             return
@@ -344,6 +506,26 @@ class Detector:
         keep = math.exp(-_LN2 / cfg.range_half_life)
         state.high = max(state.smooth, state.smooth + (state.high - state.smooth) * keep)
         state.low = min(state.smooth, state.smooth - (state.smooth - state.low) * keep)
+
+    def _track_creep_range(self, state: SensorState, ts: float, anomalous: bool) -> None:
+        """The creep's usual range follows it outward only slowly (following it reading by
+        reading would take in a slow drift too), and not at all while it is anomalous;
+        inside, the range shrinks towards it over hours."""
+        creep = state.creep
+        if creep > state.creep_high or creep < state.creep_low:
+            if state.creep_since == 0:
+                state.creep_since = ts
+            if not anomalous:
+                follow = self._follow_weight
+                if creep > state.creep_high:
+                    state.creep_high += follow * (creep - state.creep_high)
+                else:
+                    state.creep_low += follow * (creep - state.creep_low)
+            return
+        state.creep_since = 0.0
+        keep = self._range_keep
+        state.creep_high = creep + (state.creep_high - creep) * keep
+        state.creep_low = creep - (creep - state.creep_low) * keep
 
     def _late(self, state: SensorState, ts: float, value: float) -> Verdict:
         """A reading older than the newest one seen (senders that reorder, a late upload):
@@ -385,9 +567,13 @@ class Detector:
     ) -> Verdict:
         severity = severity_for_score(score)
         self._maybe_end_episode(state, ts)
-        alert = not state.episode
+        # A slow drift lasts minutes: a spike, a stuck run or a burst inside it is a fault of
+        # its own and is told as one.
+        alert = not state.episode or (
+            state.episode == AnomalyKind.DRIFT.value and kind != AnomalyKind.DRIFT
+        )
         if alert:
-            state.episode = state.episode or kind.value
+            state.episode = kind.value
             state.episode_severity = severity.value
         state.episode_last = ts
         return Verdict(
