@@ -58,9 +58,10 @@ vendor: $(VENDOR_MODULES)
 dev: setup
 	$(BIN)/dronecast dev
 
-# Two pytest processes, each taking whole files (a file's servers and fixtures stay together).
+# Two pytest processes, each taking whole files (a file's servers and fixtures stay together),
+# in the order tests/conftest.py gives them (the longest first).
 test: setup-dev test-deps
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: setup-dev  # ruff, formatting, mypy, and the import rules in .importlinter
 	$(BIN)/ruff check .
