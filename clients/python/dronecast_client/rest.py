@@ -33,6 +33,9 @@ from dronecast_client.models import (
     TaskResult,
 )
 
+# Methods that do the same thing when sent twice.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
 M = TypeVar("M", bound=Model)
 
 DEFAULT_TIMEOUT = 10.0
@@ -156,12 +159,28 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Any API call; returns the decoded JSON body. Raises an `APIError` on an error."""
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"{method} {path}: {exc!r}") from exc
+    async def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> Any:
+        """Any API call; returns the decoded JSON body. Raises an `APIError` on an error.
+
+        A request that could not be sent is tried once more. So is one whose connection broke
+        before any answer came (a kept-alive connection the server closed as it was reused),
+        when sending it twice does no harm: GET, HEAD, OPTIONS, PUT and DELETE, or
+        `idempotent=True`."""
+        again = method.upper() in _IDEMPOTENT if idempotent is None else idempotent
+        for attempt in (1, 2):
+            try:
+                response = await self._http.request(method, path, **kwargs)
+                break
+            except httpx.ConnectError as exc:  # nothing was sent
+                if attempt == 2:
+                    raise TransportError(f"{method} {path}: {exc!r}") from exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if attempt == 2 or not again:
+                    raise TransportError(f"{method} {path}: {exc!r}") from exc
+            except httpx.HTTPError as exc:
+                raise TransportError(f"{method} {path}: {exc!r}") from exc
         if response.is_success:
             if not response.content:
                 return None
@@ -375,7 +394,9 @@ class AsyncClient:
         `anomaly_alerts`, or `telemetry.anomaly` events). Sending the same readings again (with
         their `timestamp`s) stores them once."""
         batch = [dict(reading) for reading in readings]
-        body = await self.request("POST", "/api/v1/sensors/data", json=batch)
+        # With their timestamps, readings sent twice are stored once: safe to send again.
+        again = all(reading.get("timestamp") is not None for reading in batch)
+        body = await self.request("POST", "/api/v1/sensors/data", json=batch, idempotent=again)
         return [AcceptedReading.model_validate(item) for item in body]
 
     async def list_readings(

@@ -135,3 +135,59 @@ async def test_an_unreachable_server_is_a_transport_error() -> None:
     async with AsyncClient(f"http://127.0.0.1:{free_port()}", timeout=2) as api:
         with pytest.raises(TransportError):
             await api.health()
+
+
+class DropsFirstConnection:
+    """A real HTTP server on a socket that reads the first request and closes the connection
+    without an answer (as a server does with a kept-alive connection it times out just as the
+    client reuses it); every later connection gets `202 []`."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+             if line.lower().startswith(b"content-length:")),
+            0,
+        )  # fmt: skip
+        await reader.readexactly(length)
+        self.requests += 1
+        if self.requests > 1:
+            writer.write(
+                b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\n"
+                b"content-length: 2\r\nconnection: close\r\n\r\n[]"
+            )
+            await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+READING = {"sensor_id": "t1", "sensor_type": "temperature", "value": 20.5}
+
+
+async def test_readings_with_timestamps_are_sent_again_when_the_connection_broke() -> None:
+    server = DropsFirstConnection()
+    async with server as url, AsyncClient(url) as api:
+        assert await api.send_readings([{**READING, "timestamp": "2026-12-03T10:00:00Z"}]) == []
+    assert server.requests == 2
+
+
+async def test_readings_without_timestamps_are_not_sent_twice() -> None:
+    """Without timestamps the server would store them twice: the client says so instead."""
+    server = DropsFirstConnection()
+    async with server as url, AsyncClient(url) as api:
+        with pytest.raises(TransportError, match="POST /api/v1/sensors/data"):
+            await api.send_readings([READING])
+    assert server.requests == 1
