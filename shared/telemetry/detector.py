@@ -196,9 +196,9 @@ def _burst_sample(magnitude: float, state: SensorState, cfg: DetectorConfig) -> 
     return min(magnitude, 10.0 * max(state.scale, cfg.floor_fraction * state.floor, 1e-12))
 
 
-# The creep after a reading, whether the sensor is busy, and the calm rate of change the
-# reading showed (None: a manoeuvre, or no time passed).
-_Creep = tuple[float, bool, float | None]
+# The creep after a reading, whether the sensor is busy, the calm rate of change the reading
+# showed (None: a manoeuvre, or no time passed), and the recent change per reading after it.
+_Creep = tuple[float, bool, float | None, float]
 
 # A phase's dynamics may pull the value back towards an equilibrium (a motor cooling, a battery
 # charging) at most this fast (1/s), never push it away.
@@ -414,21 +414,21 @@ class Detector:
         cfg = self.config
         busy = state.burst > cfg.busy_fraction * state.floor
         if dt <= 0:
-            return state.creep, busy, None
+            return state.creep, busy, None, state.velocity
         kept = state.creep * math.exp(-_LN2 * dt / cfg.creep_half_life)
+        change = value - state.last_value
+        velocity = state.velocity + self._velocity_weight * (change - state.velocity)
         # Near the line between the phases (the drone taking off or landing) which phase's
         # dynamics apply is unclear: not calm.
         if abs(state.burst / max(state.floor, 1e-12) - cfg.busy_fraction) < cfg.phase_doubt:
-            return kept, busy, None
-        change = value - state.last_value
+            return kept, busy, None, velocity
         expected = _expected_rate(state, busy, state.smooth)
         # A manoeuvre moves the value for a few readings in a row, against the noise, and
         # faster than the phase's dynamics explain. A drift creeps far more slowly than that.
-        velocity = state.velocity + self._velocity_weight * (change - state.velocity)
         gate = cfg.creep_gate * scale
         if abs(velocity) > gate and abs(velocity - expected * state.interval) > gate:
-            return kept, busy, None
-        return kept + change - expected * dt, busy, change / dt
+            return kept, busy, None, velocity
+        return kept + change - expected * dt, busy, change / dt, velocity
 
     def _learn(
         self,
@@ -446,11 +446,8 @@ class Detector:
         rate = creep[2]
         if rate is not None and not anomalous:
             _learn_dynamics(state, creep[1], state.smooth, rate, self._dynamics_weight)
-        state.creep = creep[0]
+        state.creep, state.velocity = creep[0], creep[3]
         state.creep_n += 1
-        if dt > 0:
-            change = value - state.last_value
-            state.velocity += self._velocity_weight * (change - state.velocity)
         state.n += 1
         state.interval = dt if state.interval == 0 else _ew(state.interval, dt, 30.0)
         previous_level = state.level
@@ -503,7 +500,7 @@ class Detector:
             return
         if anomalous:
             return
-        keep = math.exp(-_LN2 / cfg.range_half_life)
+        keep = self._range_keep
         state.high = max(state.smooth, state.smooth + (state.high - state.smooth) * keep)
         state.low = min(state.smooth, state.smooth - (state.smooth - state.low) * keep)
 
