@@ -256,7 +256,7 @@ async def test_a_half_open_drone_is_marked_offline_for_everyone(system: System) 
     took = time.monotonic() - silent_at
     assert offline["event"] == "drone.offline"
     assert offline["data"]["reason"] == "heartbeat_timeout"
-    assert took <= FAST["device_heartbeat_timeout"] + 0.3
+    assert took <= FAST["device_heartbeat_timeout"] + 1.0  # room for a loaded machine
     events = await dashboard.wait_for(2, "drone:event")
     assert [e["event"] for e in events] == ["drone.online", "drone.offline"]
     stats = (await system.http[0].get("/api/stats")).json()
@@ -305,7 +305,7 @@ async def test_a_stalled_replica_loses_its_drones_when_the_lease_lapses(system: 
     offline = (await system.wait_presence(2, timeout=FAST["presence_lease_seconds"] * 3))[1]
     took = time.monotonic() - stalled_at
     assert offline["data"]["reason"] == "lease_expired"
-    assert took <= FAST["presence_lease_seconds"] + 0.5
+    assert took <= FAST["presence_lease_seconds"] + 1.5  # room for a loaded machine
     print(f"\n[presence] stalled replica -> drone.offline by the other in {took:.3f}s")
     await drone.close()
 

