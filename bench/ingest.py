@@ -345,8 +345,14 @@ async def throughput(args: argparse.Namespace, mode: str) -> list[dict[str, Any]
 
 
 @contextlib.asynccontextmanager
-async def subscriber(url: str, arrivals: dict[str, float]) -> AsyncIterator[None]:
+async def subscriber(
+    url: str, arrivals: dict[str, float], published: dict[str, float] | None = None
+) -> AsyncIterator[None]:
+    """Record when each anomaly arrives (perf_counter), and in `published` when the bus took it:
+    an event's id is `<ms>-<seq>`, the publishing Redis's (or broker's) clock, this machine's."""
     import socketio
+
+    wall_minus_perf = time.time() - time.perf_counter()
 
     client = socketio.AsyncClient()
 
@@ -354,6 +360,9 @@ async def subscriber(url: str, arrivals: dict[str, float]) -> AsyncIterator[None
     async def on_alert(event: dict[str, Any]) -> None:
         if event.get("event") == "telemetry.anomaly" and not event["data"].get("resolved"):
             arrivals.setdefault(event["data"]["id"], time.perf_counter())
+            if published is not None:
+                millis = int(str(event.get("id", "0")).split("-")[0])
+                published.setdefault(event["data"]["id"], millis / 1000 - wall_minus_perf)
 
     subscribed = asyncio.get_running_loop().create_future()
 
@@ -373,6 +382,7 @@ async def subscriber(url: str, arrivals: dict[str, float]) -> AsyncIterator[None
 
 async def latency(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     arrivals: dict[str, float] = {}
+    published: dict[str, float] = {}
     sent: dict[str, float] = {}
     with Setup(mode) as setup:
         # Readings of the last minutes, so the detectors warm up on the first seconds.
@@ -381,7 +391,7 @@ async def latency(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         batch = max(1, args.rate // 50)  # a POST every 20 ms
         interval = batch / args.rate
         async with (
-            subscriber(setup.events, arrivals),
+            subscriber(setup.events, arrivals, published),
             httpx.AsyncClient(base_url=setup.api, timeout=30) as client,
         ):
             begin = time.perf_counter()
@@ -414,10 +424,35 @@ async def latency(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         if delays
         else None,
         "max_ms": round(delays[-1], 1) if delays else None,
+        # the two halves: POST to the bus (api, stream, worker judging, outbox), and the bus to
+        # the client (the gateway); ms resolution
+        "to_bus_p99_ms": percentile(
+            [(published[i] - sent[i]) * 1000 for i in sent if i in published], 0.99
+        ),
+        "bus_to_client_p99_ms": percentile(
+            [(arrivals[i] - published[i]) * 1000 for i in sent if i in published], 0.99
+        ),
+        # when the slowest were sent (seconds into the run) and how long they took: slow ones
+        # close together point at a pause of one process, spread out at queueing
+        "slowest": sorted(
+            (
+                (round(sent[i] - begin, 1), round((arrivals[i] - sent[i]) * 1000))
+                for i in sent
+                if i in arrivals
+            ),
+            key=lambda pair: -pair[1],
+        )[:5],
         "loadavg": os.getloadavg(),
     }
     log(json.dumps(record))
     return record
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    ordered = sorted(values)
+    return (
+        round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))], 1) if ordered else None
+    )
 
 
 async def post_timed(client: httpx.AsyncClient, body: list[dict[str, Any]], spike: bool,
