@@ -171,6 +171,7 @@ def _serve(command: str, args: argparse.Namespace) -> None:
         access_log=False,
         backlog=settings.accept_backlog,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         # A device frame over MAX_BODY_BYTES (a drone's image message: over the picture's size
         # limit) is answered with an `error` message and the socket stays open; one over this
         # ceiling is not read at all (close 1009).

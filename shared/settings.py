@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         10.0, ge=0, description="How long a stopping service (SIGTERM) may take to finish."
     )
+    http_keep_alive_seconds: int = Field(
+        75,
+        ge=1,
+        description="How long an idle HTTP connection stays open for its client's next request. "
+        "Longer than a load balancer's idle timeout (60 s on most), so that the balancer, not "
+        "the service, closes it: a request is never sent on a connection closing under it.",
+    )
 
     # Processing tasks and the worker (seed 003). Every timeout fails the task with a reason.
     task_in_flight_per_drone: int = Field(1, ge=1, description="dispatched+processing per drone")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from shared.auth import Role, verify_token
 from shared.settings import Settings
 from tests.fixtures.auth import SECRET
 from tests.fixtures.redis_server import free_port
+from tests.fixtures.servers import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = {"ENVIRONMENT": "production", "SECRET_KEY": SECRET, "PATH": os.environ["PATH"]}
@@ -134,3 +136,32 @@ def test_simulate_help_says_how_to_drive_a_fleet() -> None:
     text = help_of("simulate")
     for option in ("--api", "--drones", "--duration", "--seed", "--token"):
         assert option in text
+
+
+def _get_on(connection: socket.socket) -> bytes:
+    connection.sendall(b"GET /health HTTP/1.1\r\nHost: dronecast\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def test_an_idle_http_connection_stays_open_for_the_keep_alive_setting() -> None:
+    """A client (or a load balancer) reusing a kept-alive connection finds it open for
+    HTTP_KEEP_ALIVE_SECONDS, and closed by the service after that (here 1 s, where uvicorn's
+    own default would be 5 s)."""
+    process = ServiceProcess("dev", {"HTTP_KEEP_ALIVE_SECONDS": "1", "LOG_LEVEL": "WARNING"})
+    process.start()
+    try:
+        with socket.create_connection(("127.0.0.1", process.port), timeout=10) as connection:
+            assert _get_on(connection).startswith(b"HTTP/1.1 200")
+            time.sleep(0.3)  # idle, within the setting
+            assert _get_on(connection).startswith(b"HTTP/1.1 200")
+            idle_from = time.monotonic()
+            assert connection.recv(1) == b""  # the service closes it once idle that long
+            assert 0.5 <= time.monotonic() - idle_from <= 3.5
+    finally:
+        process.stop()
