@@ -39,7 +39,8 @@ def cluster_env(cluster_url: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def product(cluster_url: str) -> Iterator[dict[str, ServiceProcess]]:
-    env = cluster_env(cluster_url)
+    # One test client writes the whole fleet's changes, faster than one client may (50/s).
+    env = cluster_env(cluster_url, REQUESTS_PER_SECOND="10000", REQUEST_BURST="10000")
     processes = {
         "api": ServiceProcess("api", env),
         "gateway-1": ServiceProcess("gateway", env),
@@ -136,7 +137,8 @@ async def test_a_master_killed_mid_stream_every_client_gets_everything_or_is_tol
                     for s in serials
                 )
             )
-            assert all(answer.status_code == 200 for answer in answers)
+            refused = [(a.status_code, a.text[:300]) for a in answers if a.status_code != 200]
+            assert refused == [], (n, refused)
             await asyncio.sleep(0.05)
         patched_s = time.monotonic() - killed_at
 
