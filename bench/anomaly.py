@@ -18,9 +18,11 @@ Scores: event recall per anomaly kind (an event counts when an alert for its sen
 sensor; a detector's flagged readings less than 15 s apart are one alert, as the product's
 episodes are), and the median delay from an event's start to its first alert.
 
-Thresholds are fixed on the calibration seed (`calibrate`), then reported on other seeds:
+Thresholds are fixed on calibration seeds (`calibrate` on seed 1; the level-in-a-phase test's
+on seeds 1 and 11-16, bench/README.md), then reported on other seeds:
 
     .venv/bin/python bench/anomaly.py report              # seeds 2 3 4, calibration seed 1
+    .venv/bin/python bench/anomaly.py report --seeds 5 6 7 8 9 10   # more held-out seeds
     .venv/bin/python bench/anomaly.py calibrate --seed 1  # the grid behind DetectorConfig
     .venv/bin/python bench/run.py anomaly                 # the same report, from run.py
 """

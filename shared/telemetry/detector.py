@@ -23,6 +23,9 @@ What it looks for, each against the sensor's own learned behaviour:
   idles; busy: it flies) is the sensor's short-term noise against its floor; its dynamics
   are a line of rate against value learned per phase, so a battery draining in flight and
   charging on the ground, or motors heating and cooling towards an equilibrium, are normal.
+  Or it leaves the *level* the sensor keeps in its current phase, where it keeps one (a
+  range a few noise floors wide: vibration in flight, altitude on the ground); that range is
+  learned from whole windows of readings, a window late, so a phase change never widens it.
 - **silence**: no reading for several of the sensor's usual intervals (`silence`).
 
 A reading inside an ongoing anomaly episode is not a new alert: `Verdict.alert` is True only
@@ -56,7 +59,8 @@ class AnomalyKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DetectorConfig:
-    """Thresholds (fixed on the benchmark's calibration seed, `bench/anomaly.py calibrate`)."""
+    """Thresholds, fixed on the benchmark's calibration seeds (`bench/anomaly.py calibrate` on
+    seed 1; the level-in-a-phase test's on seeds 1 and 11-16 together, bench/README.md)."""
 
     warmup: int = 30  # readings before any verdict
     jump_threshold: float = 11.0  # |value - prediction| / noise scale
@@ -91,6 +95,16 @@ class DetectorConfig:
     creep_margin: float = 1.0  # share of that range's width a creep must go beyond it
     creep_follow_half_life: float = 1200.0  # readings: how slowly the range follows it outward
     creep_warmup: int = 3600  # readings before the creep test (its range from half of them)
+    # Level in a phase: a sensor that keeps one level while the drone flies (vibration) or
+    # idles (altitude on the ground) is out of order when it leaves that phase's range.
+    phase_settle_seconds: float = 120.0  # a phase held this long has settled
+    phase_window_seconds: float = 60.0  # the phase's range learns a window's extremes at once
+    phase_warmup: int = 10  # windows that teach a phase's range before it is tested
+    phase_max_width: float = 10.0  # a phase range wider than this many noise floors: no level
+    phase_min_width: float = 2.0  # ... and it counts as at least this many floors wide
+    phase_margin: float = 0.25  # share of that width a drift must go beyond the range
+    phase_smoothing: float = 5.0  # readings: half-life of the value the phase test uses
+    phase_hold_seconds: float = 30.0  # out of the phase's range this long before it is a drift
     silence_intervals: float = 5.0  # missing usual intervals before a sensor is silent
     silence_min_seconds: float = 5.0
     episode_quiet_seconds: float = 15.0  # normal this long: the episode is over
@@ -166,6 +180,28 @@ class SensorState:
     creep_low: float = 0.0  # the usual range of `creep`, as `low` / `high` are the value's
     creep_high: float = 0.0
     creep_since: float = 0.0  # > 0: when the creep left its range
+    # The sensor's level per phase: the phase (0 not known yet, 1 quiet, 2 busy), since when,
+    # the quickly smoothed value, and each phase's range (its windows learned so far).
+    phase: int = 0
+    phase_since: float = 0.0
+    quick: float = 0.0
+    quiet_n: int = 0
+    quiet_low: float = 0.0
+    quiet_high: float = 0.0
+    busy_n: int = 0
+    busy_low: float = 0.0
+    busy_high: float = 0.0
+    phase_out_since: float = 0.0  # > 0: when the value left its phase's range
+    # The window being watched and the one before it (learned once a phase change would have
+    # been noticed): start (0: none), extremes, and whether an anomaly was inside.
+    window_ts: float = 0.0
+    window_low: float = 0.0
+    window_high: float = 0.0
+    window_anomalous: bool = False
+    previous_ts: float = 0.0
+    previous_low: float = 0.0
+    previous_high: float = 0.0
+    previous_anomalous: bool = False
     pending_score: float = 0.0  # a moderate jump waiting for the next reading (0: none)
     pending_residual: float = 0.0
     pending_value: float = 0.0
@@ -250,6 +286,15 @@ def _learn_dynamics(state: SensorState, busy: bool, x: float, rate: float, least
             mxy,
             count,
         )
+
+
+def _phase_range(state: SensorState, phase: int) -> tuple[int, float, float]:
+    """A phase's windows learned so far and its range (phase 1 quiet, 2 busy)."""
+    if phase == 2:
+        return state.busy_n, state.busy_low, state.busy_high
+    if phase == 1:
+        return state.quiet_n, state.quiet_low, state.quiet_high
+    return 0, 0.0, 0.0
 
 
 def _ew(previous: float, sample: float, half_life: float) -> float:
@@ -391,6 +436,9 @@ class Detector:
                     None,
                 )
             )
+        level = self._phase_test(state, ts)
+        if level is not None:
+            stats.append(level)
         creep_width = state.creep_high - state.creep_low
         creep_beyond = max(creep[0] - state.creep_high, state.creep_low - creep[0], 0.0)
         if state.creep_n >= cfg.creep_warmup and creep_width > 0 and creep_beyond > 0:
@@ -407,6 +455,106 @@ class Detector:
                 )
             stats.append((creep_score, AnomalyKind.DRIFT, message, None))
         return stats
+
+    # --- level in a phase ------------------------------------------------------------------
+
+    def _phase_test(self, state: SensorState, ts: float) -> _Stat | None:
+        """The quickly smoothed value against the range the sensor keeps in its current phase,
+        where that range is a level (a few noise floors wide): vibration while the drone
+        flies, altitude while it stands on the ground. A battery or a motor temperature has
+        no level in a phase (it drains, charges, heats, cools): the test does not apply."""
+        cfg = self.config
+        if state.phase_out_since <= 0 or ts - state.phase_since < cfg.phase_settle_seconds:
+            return None
+        n, low, high = _phase_range(state, state.phase)
+        if n < cfg.phase_warmup or high - low > cfg.phase_max_width * state.floor:
+            return None
+        value = state.quick
+        # Heading past the middle towards the other phase's range: the phase is changing (a
+        # landing the phase has not noticed yet), not drifting.
+        other_n, other_low, other_high = _phase_range(state, 3 - state.phase)
+        if other_n >= cfg.phase_warmup and (
+            (value < low and other_high < low and value < (low + other_high) / 2)
+            or (value > high and other_low > high and value > (high + other_low) / 2)
+        ):
+            return None
+        width = max(high - low, cfg.phase_min_width * state.floor)
+        beyond = max(value - high, low - value, 0.0)
+        held = ts - state.phase_out_since
+        score = min(beyond / (cfg.phase_margin * width), held / cfg.phase_hold_seconds)
+        message = ""  # written only when it may be shown
+        if score >= 1.0:
+            phase = "busy" if state.phase == 2 else "quiet"
+            message = (
+                f"{value:.4g} (smoothed) is outside its usual range {low:.4g} to {high:.4g} "
+                f"while {phase} for {held:.0f} s"
+            )
+        return score, AnomalyKind.DRIFT, message, None
+
+    def _track_phase(self, state: SensorState, ts: float, anomalous: bool) -> None:
+        """Follow the phase (with hysteresis, once the noise floor has seen both) and learn
+        each phase's range from whole windows, a window late: a window is learned only when
+        the phase held from before it began to after the next one, so the readings of a
+        phase change (a landing) never widen the range of the phase it ends."""
+        cfg = self.config
+        value = state.last_value
+        state.quick = value if state.n <= 2 else _ew(state.quick, value, cfg.phase_smoothing)
+        if state.n < cfg.range_warmup // 2:
+            return
+        ratio = state.burst / max(state.floor, 1e-12)
+        phase = state.phase
+        if ratio > cfg.busy_fraction + cfg.phase_doubt:
+            phase = 2
+        elif ratio < cfg.busy_fraction - cfg.phase_doubt:
+            phase = 1
+        if phase != state.phase:
+            state.phase, state.phase_since = phase, ts
+            state.phase_out_since = state.window_ts = state.previous_ts = 0.0
+            return
+        quick = state.quick
+        n, low, high = _phase_range(state, phase)
+        if n > 0:
+            slack = 0.5 * cfg.phase_margin * max(high - low, cfg.phase_min_width * state.floor)
+            if quick > high + slack or quick < low - slack:
+                if state.phase_out_since == 0:
+                    state.phase_out_since = ts
+            else:
+                state.phase_out_since = 0.0
+        if state.window_ts == 0:
+            state.window_ts, state.window_low, state.window_high = ts, quick, quick
+            state.window_anomalous = anomalous
+            return
+        state.window_low = min(state.window_low, quick)
+        state.window_high = max(state.window_high, quick)
+        state.window_anomalous = state.window_anomalous or anomalous
+        if ts - state.window_ts < cfg.phase_window_seconds:
+            return
+        learn = (
+            state.previous_ts > 0
+            and state.previous_ts - state.phase_since >= cfg.phase_settle_seconds
+            and not state.previous_anomalous
+        )
+        lows, highs = state.previous_low, state.previous_high
+        state.previous_ts, state.previous_low = state.window_ts, state.window_low
+        state.previous_high, state.previous_anomalous = state.window_high, state.window_anomalous
+        state.window_ts, state.window_low, state.window_high = ts, quick, quick
+        state.window_anomalous = anomalous
+        if not learn:
+            return
+        if n == 0:
+            low, high = lows, highs
+        elif n < cfg.phase_warmup:
+            low, high = min(low, lows), max(high, highs)
+        else:  # follows a window outward, forgets towards it slowly (as the usual range)
+            keep = self._range_keep**cfg.phase_window_seconds
+            high = highs if highs > high else highs + (high - highs) * keep
+            low = lows if lows < low else lows - (lows - low) * keep
+        if phase == 2:
+            state.busy_n, state.busy_low, state.busy_high = n + 1, low, high
+        else:
+            state.quiet_n, state.quiet_low, state.quiet_high = n + 1, low, high
+
+    # --- slow drift -------------------------------------------------------------------------
 
     def _creep(self, state: SensorState, value: float, dt: float, scale: float) -> _Creep:
         """The creep after this reading, and what it learned from: the sensor's phase and the
@@ -477,6 +625,7 @@ class Detector:
         state.run = state.run + 1 if same else 0
         state.last_ts, state.last_value = ts, value
         self._track_range(state, ts, anomalous)
+        self._track_phase(state, ts, anomalous)
 
     def _track_range(self, state: SensorState, ts: float, anomalous: bool) -> None:
         """The usual range follows the smoothed value outward while all is normal and
